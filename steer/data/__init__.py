@@ -1,0 +1,1 @@
+"""Small data files steer ships (reference texts for residual-norm units)."""
