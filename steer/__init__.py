@@ -18,6 +18,10 @@ _LAZY = {
     "GenerationOutput": "steer.monitor",
     "Projections": "steer.monitor",
     "SteerError": "steer.errors",
+    "Direction": "steer.directions",
+    "DirectionSet": "steer.directions",
+    "extract_directions": "steer.extraction",
+    "validate_directions": "steer.validation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -45,6 +45,12 @@ def unit_vector(vector: Any, what: str = "direction") -> torch.Tensor:
     return v / norm
 
 
+def _digest(t: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:10]
+
+
 def _check_number(name: str, value: Any, op: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SteerError(f"{name}={value!r} for op {op!r} must be a finite number")
@@ -131,6 +137,26 @@ class Intervention:
             pass  # a single-direction object exposing .vector(layer)
         else:
             set_("direction", unit_vector(d))
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready record of this edit (tensors by a short content hash)."""
+        d = self.direction
+        if isinstance(d, str):
+            direction: Any = d
+        elif isinstance(d, Mapping):
+            direction = "map:" + _digest(torch.stack([d[k] for k in sorted(d)]))
+        elif isinstance(d, torch.Tensor):
+            direction = "vector:" + _digest(d)
+        else:
+            direction = getattr(d, "name", type(d).__name__)
+        positions = self.positions
+        if isinstance(positions, torch.Tensor):
+            positions = "mask:" + _digest(positions.float())
+        elif isinstance(positions, tuple):
+            positions = list(positions)
+        return {"op": self.op, "direction": direction,
+                "layers": self.layers if isinstance(self.layers, str) else list(self.layers),
+                "strength": self.strength, "value": self.value, "positions": positions, "scale": self.scale}
 
     @property
     def coefficient_sign(self) -> float:

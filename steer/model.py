@@ -11,7 +11,7 @@ import hashlib
 import json
 import operator
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,8 +139,13 @@ class SteeredModel:
 
     # ---- the shared per-layer pass -----------------------------------------------------
     def _layer_pass(self, layers: list[int], plan: Plan, cols: slice | int,
-                    capture: set[int], mon: MonitorPlan | None, saved: dict, stream: dict | None) -> None:
-        """Runs inside an nnsight trace (or one decode step): edit, then read, layer by layer."""
+                    capture: set[int], mon: MonitorPlan | None, saved: dict, stream: dict | None,
+                    reducer: Callable[[int, torch.Tensor], Any] | None = None) -> None:
+        """Runs inside an nnsight trace (or one decode step): edit, then read, layer by layer.
+
+        `reducer(layer, x)` (if given) replaces what is kept of a captured layer, so a caller
+        can reduce [B, T, D] to per-text sums inside the trace instead of holding every layer.
+        """
         for layer in layers:
             block = self._blocks[layer]
             out = block.output
@@ -149,7 +154,7 @@ class SteeredModel:
                 x = apply_slots(x, plan[layer], cols)
                 block.output = with_residual(out, x)
             if layer in capture:
-                saved[("res", layer)] = x
+                saved[("res", layer)] = x if reducer is None else reducer(layer, x)
             if mon is not None and layer in mon.matrices:
                 p = x @ mon.matrices[layer]
                 if stream is not None:
@@ -167,19 +172,21 @@ class SteeredModel:
         return plan, prompt_lens, T
 
     def _forward(self, enc: dict, plan: Plan, T: int, *, capture: set[int] = frozenset(),
-                 mon: MonitorPlan | None = None, want_logits: bool = False) -> dict:
+                 mon: MonitorPlan | None = None, want_logits: bool = False,
+                 reducer: Callable[[int, torch.Tensor], Any] | None = None) -> dict:
         needed = set(plan) | set(capture) | (set(mon.layers) if mon else set())
         layers = sorted(needed)
         saved: dict = {}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with self.lm.trace(enc) as tracer:
-                self._layer_pass(layers, plan, slice(0, T), capture, mon, saved, None)
+                self._layer_pass(layers, plan, slice(0, T), capture, mon, saved, None, reducer)
                 if want_logits:
                     saved["logits"] = self.lm.output.logits.save()
                 else:
                     for v in saved.values():
-                        v.save()
+                        if isinstance(v, torch.Tensor):
+                            v.save()
                     tracer.stop()  # nothing past the last needed layer has to run
         return saved
 

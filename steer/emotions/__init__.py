@@ -22,5 +22,7 @@ from .corpus import (
     stories,
 )
 
-__all__ = ["Concept", "DoseSeries", "Record", "banned_words", "catalogue", "concept_names",
+from .generate import TOPICS, generate_stories
+
+__all__ = ["TOPICS", "generate_stories", "Concept", "DoseSeries", "Record", "banned_words", "catalogue", "concept_names",
            "dose_response", "find_banned", "implicit", "load_corpus", "neutral", "slug", "stories"]
