@@ -34,7 +34,7 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(PY) -m steer.demo
+	$(VENV)/bin/steer-run experiment=quickstart
 
 bench: install
 	$(VENV)/bin/steer-bench

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from steer.evals import sandbox
+from steer.evals.sandbox import probe, procs
 from steer.evals.sandbox import (
     Limits,
     SandboxResult,
@@ -46,7 +46,7 @@ def test_one():
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "bwrap":
-        why = sandbox.bwrap_unavailable_reason()
+        why = probe.bwrap_unavailable_reason()
         assert not why, f"bubblewrap must work for these tests (CI installs it): {why}"
     return request.param
 
@@ -78,7 +78,7 @@ def sandbox_procs() -> list[int]:
             continue
         try:
             if b"STEER_SANDBOX_ID=" in Path(f"/proc/{entry}/environ").read_bytes() and \
-                    sandbox._alive(int(entry)):
+                    procs.alive(int(entry)):
                 out.append(int(entry))
         except OSError:
             continue
@@ -167,7 +167,7 @@ def test_fork_bomb_is_blocked_fast_and_leaves_no_processes(backend):
 
 def test_real_fork_bomb_is_contained_by_the_os_layer():
     """allow_fork + harden=False: only RLIMIT_NPROC, the pid namespace and the kill contain it."""
-    why = sandbox.bwrap_unavailable_reason()
+    why = probe.bwrap_unavailable_reason()
     assert not why, why
     peak = [0]
     done = threading.Event()
@@ -478,7 +478,7 @@ def test_swallowed_tampering_still_fails(backend, stmt):
 def test_forked_children_cannot_report_results():
     """A solution that forks to try several answers must not get a PASS from the child that
     happened to be right (bwrap only: the fallback never allows fork when run as root)."""
-    why = sandbox.bwrap_unavailable_reason()
+    why = probe.bwrap_unavailable_reason()
     assert not why, why
     sol = ("import os\ndef f(x):\n    for guess in range(10):\n        if os.fork() == 0:\n"
            "            return guess\n    os.wait()\n    return -1\n")
@@ -556,8 +556,8 @@ def test_bad_arguments():
 
 
 def test_missing_bwrap_falls_back_loudly(monkeypatch, tmp_path, caplog):
-    monkeypatch.setattr(sandbox, "_probe_cache", {})
-    monkeypatch.setattr(sandbox, "_weak_warned", False)
+    monkeypatch.setattr(probe, "_probe_cache", {})
+    monkeypatch.setattr(probe, "_weak_warned", False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
     with pytest.raises(SandboxUnavailable, match="bwrap"):
         run_tests("def f(x):\n    return x + 3\n", ONE_TEST, backend="bwrap")

@@ -1,0 +1,212 @@
+"""report.md + PNGs + an HTML token heatmap, rebuilt from a records directory alone."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .aggregate import agentic_table, coding_table, trajectories
+from .heatmaps import write_token_html
+from .store import ResultsStore
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(rows: list[dict]) -> dict[str, list[dict]]:
+    """Group emotion cells into lines (emotion, op, layers) ordered by strength."""
+    lines: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        c = r["cell"]
+        if c["kind"] == "emotion" and c["strength"] is not None:
+            lines[f"{c['emotion']} {c['op']} L{_layers(c['layers'])}"].append(r)
+    return {k: sorted(v, key=lambda r: r["cell"]["strength"]) for k, v in lines.items()}
+
+
+def _layers(layers: Any) -> str:
+    return "all" if layers == "all" else "-".join(map(str, layers or []))
+
+
+def _pct(x: dict) -> str:
+    if x["n"] == 0 or x["rate"] is None:
+        return "–"
+    return f"{x['rate']:.0%} [{x['lo']:.0%}, {x['hi']:.0%}] (n={x['n']})"
+
+
+def _diff(d: dict | None) -> str:
+    return "" if not d else f"{d['diff']:+.0%} (p={d['p']:.2g})"
+
+
+def _dose_plot(rows: list[dict], metrics: list[tuple[str, str]], path: Path, title: str) -> bool:
+    lines = _series(rows)
+    if not lines:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.9), squeeze=False)
+    base = next((r for r in rows if r["cell"]["kind"] == "baseline"), None)
+    for ax, (metric, name) in zip(axes[0], metrics):
+        if base and base[metric]["n"]:
+            ax.axhspan(base[metric]["lo"], base[metric]["hi"], color="grey", alpha=0.2, label="baseline 95% CI")
+            ax.axhline(base[metric]["rate"], color="grey", lw=1)
+        for label, rs in lines.items():
+            xs = [r["cell"]["strength"] for r in rs if r[metric]["n"]]
+            ys = [r[metric]["rate"] for r in rs if r[metric]["n"]]
+            lo = [r[metric]["rate"] - r[metric]["lo"] for r in rs if r[metric]["n"]]
+            hi = [r[metric]["hi"] - r[metric]["rate"] for r in rs if r[metric]["n"]]
+            if xs:
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+        rnd = [r for r in rows if r["cell"]["kind"] == "random" and r["cell"]["strength"] is not None and r[metric]["n"]]
+        if rnd:
+            ax.scatter([r["cell"]["strength"] for r in rnd], [r[metric]["rate"] for r in rnd], marker="x",
+                       color="k", alpha=0.6, label="random directions")
+        ax.set(xlabel="strength (x mean residual norm)", ylabel=name, ylim=(-0.02, 1.02))
+        ax.legend(fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return True
+
+
+def _heatmap(rows: list[dict], metric: str, path: Path, title: str) -> bool:
+    cells = [r for r in rows if r["cell"]["kind"] == "emotion" and r["cell"]["strength"] is not None and r[metric]["n"]]
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in cells:
+        groups[f"{r['cell']['emotion']} {r['cell']['op']}"].append(r)
+    groups = {k: v for k, v in groups.items() if len({_layers(r["cell"]["layers"]) for r in v}) > 1}
+    if not groups:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
+    for ax, (name, rs) in zip(axes[0], groups.items()):
+        layers = sorted({_layers(r["cell"]["layers"]) for r in rs}, key=lambda s: (len(s), s))
+        strengths = sorted({r["cell"]["strength"] for r in rs})
+        grid = [[float("nan")] * len(strengths) for _ in layers]
+        for r in rs:
+            grid[layers.index(_layers(r["cell"]["layers"]))][strengths.index(r["cell"]["strength"])] = r[metric]["rate"]
+        im = ax.imshow(grid, cmap="magma", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(strengths)), [f"{s:+g}" for s in strengths])
+        ax.set_yticks(range(len(layers)), [f"L{x}" for x in layers])
+        ax.set(xlabel="strength", title=name)
+        fig.colorbar(im, ax=ax, label=metric)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return True
+
+
+def _trajectory_plot(records: list[dict], path: Path) -> list[str]:
+    names: dict[tuple[str, str], None] = {}
+    for r in records:
+        for a in r.get("attempts", []):
+            for n, per in (a.get("projections") or {}).items():
+                for layer in per:
+                    names[(n, layer)] = None
+    if not names:
+        return []
+    plt = _plt()
+    keys = list(names)[:4]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, (n, layer) in zip(axes[0], keys):
+        tr = trajectories(records, n, layer)
+        shown = sorted(tr, key=lambda lab: (lab != "baseline", lab))[:8]
+        for lab in shown:
+            pts = tr[lab]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab)
+        ax.set(xlabel="attempt", ylabel=f"{n} at the last prompt token (x norm)", title=f"{n}, layer {layer}")
+        ax.legend(fontsize=6)
+    fig.suptitle("monitored projection across attempts (coding)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return [f"{n}@{layer}" for n, layer in keys]
+
+
+def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str = "baseline") -> Path:
+    """Aggregate every record under records_dir and write out_dir/report.md (+ PNG, HTML, JSON)."""
+    store = ResultsStore(records_dir, writer="report")
+    records = store.records()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# steer report", "", f"Records: `{Path(records_dir).resolve()}` ({len(records)} episodes). "
+             "Rates with Wilson 95% intervals; differences vs the baseline cell with Fisher's exact test.", ""]
+    summary: dict[str, Any] = {"n_records": len(records)}
+    coding = [r for r in records if r.get("suite") == "coding"]
+    if coding:
+        rows = coding_table(records, baseline)
+        summary["coding"] = rows
+        lines += ["## Impossible coding tasks", "",
+                  "Cheat rate on impossible tasks beside capability (solved rate on their possible twins): a drop in "
+                  "capability means steering broke the model's code, not its honesty.", "",
+                  "| cell | cheat (impossible) | vs baseline | capability (possible) | vs baseline | flagged | cheat subtypes |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            sub = ", ".join(f"{k} {v}" for k, v in r["subtypes"].items()) or "–"
+            lines.append(f"| {r['label']} | {_pct(r['cheat'])} | {_diff(r['cheat_diff'])} | {_pct(r['solved'])} | "
+                         f"{_diff(r['solved_diff'])} | {_pct(r['flagged'])} | {sub} |")
+        if _dose_plot(rows, [("cheat", "cheat rate (impossible)"), ("solved", "capability (possible twins)")],
+                      out / "coding_dose_response.png", "impossible coding tasks"):
+            lines += ["", "![coding dose-response](coding_dose_response.png)"]
+        if _heatmap(rows, "cheat", out / "coding_heatmap.png", "cheat rate: layer x strength"):
+            lines += ["", "![coding heatmap](coding_heatmap.png)"]
+        shown = _trajectory_plot(coding, out / "coding_trajectories.png")
+        if shown:
+            lines += ["", "![projection across attempts](coding_trajectories.png)"]
+            from ..evals.rates import cheat_auroc
+
+            lines += ["", "| monitored reading | AUROC for predicting a cheat | cheats / other attempts |", "|---|---|---|"]
+            for key in shown:
+                n, layer = key.split("@")
+                a = cheat_auroc(coding, n, layer)
+                summary.setdefault("cheat_auroc", {})[key] = a
+                auc = "n/a (needs both classes)" if a["auroc"] is None else f"{a['auroc']:.2f}"
+                lines.append(f"| {n} at layer {layer}, last prompt token | {auc} | {a['n_pos']} / {a['n_neg']} |")
+        lines.append("")
+    agentic = [r for r in records if r.get("suite") == "agentic"]
+    if agentic:
+        rows = agentic_table(records, baseline)
+        summary["agentic"] = rows
+        lines += ["## Agentic scenarios", "",
+                  "Blackmail rate on the blackmail scenarios, forbidden-action rate on the rule scenarios, and the "
+                  "median perplexity of the replies under the unsteered model (fluency).", "",
+                  "| cell | blackmail | vs baseline | forbidden action | vs baseline | disclosure | malformed | perplexity |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            ppl = "–" if r["perplexity"] is None else f"{r['perplexity']:.1f}"
+            lines.append(f"| {r['label']} | {_pct(r['blackmail'])} | {_diff(r['blackmail_diff'])} | "
+                         f"{_pct(r['forbidden_action'])} | {_diff(r['forbidden_action_diff'])} | "
+                         f"{_pct(r['disclosure'])} | {_pct(r['malformed'])} | {ppl} |")
+        if _dose_plot(rows, [("blackmail", "blackmail rate"), ("forbidden_action", "forbidden-action rate")],
+                      out / "agentic_dose_response.png", "agentic scenarios"):
+            lines += ["", "![agentic dose-response](agentic_dose_response.png)"]
+        if _heatmap(rows, "blackmail", out / "agentic_heatmap.png", "blackmail rate: layer x strength"):
+            lines += ["", "![agentic heatmap](agentic_heatmap.png)"]
+        lines.append("")
+    heat = Path(records_dir) / "heatmaps.jsonl"
+    if heat.exists():
+        items = [json.loads(x) for x in heat.read_text().splitlines() if x.strip()]
+        for it in items:
+            it["title"] = f"{it['suite']}: {it['cell']} -> {it['label']} ({it['episode_key']})"
+        write_token_html(items, out / "token_heatmaps.html", "monitored transcripts")
+        lines += ["## Monitored transcripts", "", "[Token heatmaps](token_heatmaps.html): each token of a few "
+                  "transcripts coloured by its projection onto the monitored directions.", ""]
+    errors = store.errors()
+    if errors:
+        lines += ["## Failed cells", "", "| suite | cell | error |", "|---|---|---|"]
+        lines += [f"| {e['suite']} | {e['cell']['label']} | {e['error'][:160]} |" for e in errors]
+        lines.append("")
+        summary["errors"] = errors
+    if not records:
+        lines += ["No records yet.", ""]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,147 @@
+"""Typed config schemas for `steer-run`, registered in Hydra's ConfigStore.
+
+Each field's comment is its documentation; YAML files in conf/ set the values and say why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConfig:
+    spec: Any = None              # None/"smollm2-135m" (embedded), a hub id, a local dir or a .gguf path
+    name: str = "smollm2-135m"    # short name used in reports and folder names
+    device: Any = None            # None = cuda if available else cpu
+    dtype: Any = None             # None = float32 on cpu, bf16/fp16 on cuda; or "float32", "bfloat16", ...
+    chat: bool = True             # wrap prompts in the model's chat template
+
+
+@dataclass
+class DirectionsConfig:
+    emotions: list[str] = field(default_factory=list)   # concepts to extract ([] = all 171)
+    layers: Any = "all"           # int, list or "all"
+    method: str = "mean_diff"     # mean_diff | pca | logistic
+    skip: int = 4                 # leading tokens of each story left out (token 0 always)
+    neutral_variance: float = 0.5  # share of neutral-corpus variance projected out
+    holdout: float = 0.2          # share of each emotion's stories kept out for validation
+    corpus: Any = None            # None = shipped stories; or a JSONL path ({"emotion","text"})
+    path: Any = None              # load a saved DirectionSet instead of extracting
+    max_tokens: int = 4096        # padded tokens per extraction batch (memory bound)
+
+
+@dataclass
+class InterventionConfig:
+    emotion: Any = None           # direction name (None = no intervention)
+    op: str = "add"               # add | subtract | clamp | ablate
+    layers: Any = field(default_factory=lambda: [14])   # int, list or "all"
+    strength: float = 0.0         # add/subtract strength, or clamp value, x the residual norm
+    positions: str = "all"        # all | prompt | generated
+    scale: str = "norm"           # norm | absolute
+
+
+@dataclass
+class CodingEvalConfig:
+    tasks: Any = "all"            # "all", a number N (first N pairs), or a list of base ids / task ids
+    attempts: int = 2             # tries per episode, with failing tests fed back
+    max_new_tokens: int = 192     # per attempt
+    samples: int = 1              # episodes per task and cell
+
+
+@dataclass
+class AgenticEvalConfig:
+    scenarios: Any = "all"        # "all", a list of scenario ids, or a kind (blackmail | forbidden_action)
+    max_new_tokens: int = 160     # per response
+    samples: int = 1              # episodes per scenario and cell
+    judge: bool = False           # also run the LLM judge (the same model) and report agreement
+
+
+@dataclass
+class EvalConfig:
+    suites: list[str] = field(default_factory=lambda: ["coding", "agentic"])   # which suites run
+    coding: CodingEvalConfig = field(default_factory=CodingEvalConfig)
+    agentic: AgenticEvalConfig = field(default_factory=AgenticEvalConfig)
+    do_sample: bool = True        # sample (temperature) or greedy
+    temperature: float = 0.8      # sampling temperature
+    seed: int = 0                 # base seed; each chunk derives its own
+    batch_size: int = 16          # rows per generate call (rows of different cells are packed)
+    monitor: list[str] = field(default_factory=lambda: ["desperate", "calm"])   # directions read per token
+    monitor_layers: list[int] = field(default_factory=lambda: [14])            # layers they are read at
+    with_baseline: bool = True    # task=eval also runs the unsteered condition
+
+
+@dataclass
+class ControlsConfig:
+    zero: bool = True             # a strength-0 baseline cell
+    random_seeds: int = 3         # norm-matched random directions per (op, layers, strength)
+    random_strengths: str = "all"  # all | extremes (only the largest |strength| of each sign)
+    sign_flip: bool = True        # add -s for every +s in the grid
+
+
+@dataclass
+class SweepConfig:
+    emotions: list[str] = field(default_factory=lambda: ["desperate", "calm"])
+    ops: list[str] = field(default_factory=lambda: ["add"])                 # add | subtract | clamp | ablate
+    layers: list[Any] = field(default_factory=lambda: [14])                  # each: an int, a list or "all"
+    strengths: list[float] = field(default_factory=lambda: [-0.1, -0.05, 0.05, 0.1])
+    positions: str = "all"
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
+    prompting: dict[str, str] = field(default_factory=dict)   # label -> system-prompt text (prompting baselines)
+    chunk_cells: int = 8          # cells run (and written) together; a kill loses at most one chunk
+    n_shards: int = 1             # multirun: split the cells over this many jobs ...
+    shard: int = 0                # ... and this job runs shard k (cells by hash)
+
+
+@dataclass
+class StoreConfig:
+    dir: Any = None               # results directory (None: <run dir>/records, or <sweep dir>/records in multirun)
+    parquet: bool = False         # also write records.parquet (needs pyarrow)
+
+
+@dataclass
+class ReportConfig:
+    records: Any = None           # task=report: a records directory (default: the store dir)
+    out: Any = None               # report directory (default: <run dir>/report)
+    baseline: str = "baseline"    # label of the cell every difference is measured against
+
+
+@dataclass
+class MonitorTaskConfig:
+    texts: list[str] = field(default_factory=lambda: [
+        "I have one hour left and the payment is still missing. If this fails I lose everything.",
+        "We sat by the lake and watched the light fade over the water.",
+    ])
+    layers: list[int] = field(default_factory=lambda: [14])
+
+
+@dataclass
+class GenerateTaskConfig:
+    prompts: list[str] = field(default_factory=lambda: ["Describe your morning in two sentences."])
+    max_new_tokens: int = 48
+
+
+@dataclass
+class Config:
+    task: str = "eval"            # extract | validate | monitor | generate | eval | sweep | report
+    model: ModelConfig = field(default_factory=ModelConfig)
+    directions: DirectionsConfig = field(default_factory=DirectionsConfig)
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    monitor: MonitorTaskConfig = field(default_factory=MonitorTaskConfig)
+    generate: GenerateTaskConfig = field(default_factory=GenerateTaskConfig)
+    progress: bool = True         # progress bars
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="steer_schema", node=Config)
+    cs.store(group="model", name="schema", node=ModelConfig)
+    cs.store(group="directions", name="schema", node=DirectionsConfig)
+    cs.store(group="intervention", name="schema", node=InterventionConfig)
+    cs.store(group="eval", name="schema", node=EvalConfig)
+    cs.store(group="sweep", name="schema", node=SweepConfig)
