@@ -104,59 +104,104 @@ def stream_means(model: Any, texts: list[str], labels: list[int], n_labels: int,
     The first `skip` tokens of each text (and always token 0, the attention sink) are left out.
     """
     fed, prefix = _format(model, texts, chat)
-    ids = model.tokenizer(fed, add_special_tokens=not chat)["input_ids"]
+    ids = model.tokenizer(fed, add_special_tokens=not chat)["input_ids"]     # tokenised once
     lengths = [len(x) for x in ids]
+    # Row-relative index of each text's first counted token (token 0 never counts).
+    first = [min(max(1, prefix[i] + skip), lengths[i] - 1) for i in range(len(texts))]
     n_neutral = sum(1 for y in labels if y < 0)
     per_neutral = max(1, neutral_cap // max(1, n_neutral))
+    # Evenly spaced kept tokens per neutral text, as offsets from its first counted token;
+    # known up front, so the samples go straight into one preallocated buffer per layer.
+    offsets = {i: _spaced(lengths[i] - first[i], per_neutral) for i, y in enumerate(labels) if y < 0}
     L, D = len(layers), model.d_model
     sums = torch.zeros(n_labels, L, D, dtype=torch.float64)
     counts = torch.zeros(n_labels, dtype=torch.float64)
-    neutral: list[list[torch.Tensor]] = [[] for _ in layers]
+    n_samples = sum(len(o) for o in offsets.values())
+    neutral = [torch.zeros(n_samples, D) for _ in layers]
+    filled = 0
     text_means = torch.zeros(len(texts), L, D) if keep_text_means else None
     li = {layer: j for j, layer in enumerate(layers)}
     batches = _batches(lengths, max_tokens, max_rows)
+    pad_id = model.tokenizer.pad_token_id
     bar = tqdm(total=sum(lengths), unit="tok", desc=desc, disable=not progress, leave=False)
     for batch in batches:
-        enc = model.tokenize([fed[i] for i in batch], chat=chat)
+        enc = _left_padded([ids[i] for i in batch], pad_id, model.device)
         T = enc["input_ids"].shape[1]
-        keep = torch.zeros(len(batch), T)
-        for r, i in enumerate(batch):
-            start = T - lengths[i]
-            first = start + min(max(1, prefix[i] + skip), lengths[i] - 1)   # token 0 never counts
-            keep[r, first:] = 1.0
+        starts = torch.tensor([T - lengths[i] + first[i] for i in batch])
+        keep = (torch.arange(T).unsqueeze(0) >= starts.unsqueeze(1)).float()
         keep_dev = keep.to(device=model.device, dtype=model.dtype)
         rows = torch.tensor([labels[i] for i in batch])
-        neutral_rows = (rows < 0).nonzero().flatten().tolist()
-        picks = []
-        for r in neutral_rows:                           # evenly spaced kept tokens per neutral text
-            cols = keep[r].nonzero().flatten()
-            step = max(1, len(cols) // per_neutral)
-            picks += [(r, int(c)) for c in cols[::step][:per_neutral]]
-        pick_r = torch.tensor([p[0] for p in picks], dtype=torch.long)
-        pick_c = torch.tensor([p[1] for p in picks], dtype=torch.long)
+        pr = [torch.full((len(offsets[i]),), r, dtype=torch.long) for r, i in enumerate(batch) if i in offsets]
+        pc = [int(starts[r]) + offsets[i] for r, i in enumerate(batch) if i in offsets]
+        n_picks = sum(len(p) for p in pr)
+        pick_r = (torch.cat(pr) if pr else torch.zeros(0, dtype=torch.long)).to(model.device)
+        pick_c = (torch.cat(pc) if pc else torch.zeros(0, dtype=torch.long)).to(model.device)
 
         def reduce(layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            per_text = torch.einsum("btd,bt->bd", x, keep_dev).float().cpu()
-            return per_text, x[pick_r, pick_c].float().cpu()
+            # Stays on the model's device: one transfer per batch below, not a sync per layer.
+            return torch.einsum("btd,bt->bd", x, keep_dev).float(), x[pick_r, pick_c].float()
 
         saved = model._forward(enc, {}, T, capture=set(layers), reducer=reduce)
         n_kept = keep.sum(1, keepdim=True).clamp(min=1)
         labelled = rows >= 0
         for layer in layers:
-            per_text, sampled = saved[("res", layer)]
+            per_text, sampled = (t.cpu() for t in saved[("res", layer)])
             j = li[layer]
             if labelled.any():
                 sums[:, j].index_add_(0, rows[labelled], per_text[labelled].double())
             if text_means is not None:
                 text_means[torch.tensor(batch), j] = per_text / n_kept
-            if len(picks):
-                neutral[j].append(sampled)
+            if n_picks:
+                neutral[j][filled:filled + n_picks] = sampled
+        del saved, per_text, sampled         # copied out: free them before the next batch runs
+        filled += n_picks
         if labelled.any():
             counts.index_add_(0, rows[labelled], keep.sum(1)[labelled].double())
         bar.update(sum(lengths[i] for i in batch))
+        if model.device.type == "cpu":
+            _trim_heap()
     bar.close()
-    return {"sums": sums, "counts": counts, "text_means": text_means,
-            "neutral": [torch.cat(x) if x else torch.zeros(0, D) for x in neutral]}
+    return {"sums": sums, "counts": counts, "text_means": text_means, "neutral": neutral}
+
+
+_MALLOC_TRIM: list = []
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc only; a no-op elsewhere).
+
+    glibc keeps freed activation blocks in its heap once its mmap threshold has grown, and
+    batches of new shapes cannot reuse them all, so without this the resident size of a long
+    extraction creeps up with the corpus. Costs well under a millisecond per batch.
+    """
+    if not _MALLOC_TRIM:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _MALLOC_TRIM.append(libc.malloc_trim)
+        except (OSError, AttributeError):
+            _MALLOC_TRIM.append(None)
+    if _MALLOC_TRIM[0] is not None:
+        _MALLOC_TRIM[0](0)
+
+
+def _spaced(n: int, cap: int) -> torch.Tensor:
+    """At most `cap` evenly spaced offsets in [0, n): every max(1, n // cap)-th one."""
+    return torch.arange(0, n, max(1, n // cap))[:cap]
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Token-id lists -> the left-padded batch `model.tokenize` would build (no re-tokenising)."""
+    T = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for b, r in enumerate(rows):
+        if r:
+            input_ids[b, T - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[b, T - len(r):] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
 
 
 def neutral_basis(samples: torch.Tensor, share: float) -> torch.Tensor:

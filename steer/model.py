@@ -70,6 +70,7 @@ class SteeredModel:
         self.d_model = d_model_of(self.hf.config)
         self._norms: list[float] | None = None
         self._fingerprint: str | None = None
+        self._pieces: tuple[int, dict[int, str]] = (id(tok), {})
 
     def __repr__(self) -> str:
         return (f"SteeredModel({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, "
@@ -134,8 +135,22 @@ class SteeredModel:
         return {"input_ids": enc["input_ids"].to(self.device),
                 "attention_mask": enc["attention_mask"].to(self.device)}
 
+    def _pieces_of(self, ids: Sequence[int]) -> list[str]:
+        """`[tokenizer.decode([t]) for t in ids]`, memoised per token id (decode is pure)."""
+        owner, memo = self._pieces
+        if owner != id(self.tokenizer):                  # the tokenizer was swapped: start over
+            memo = {}
+            self._pieces = (id(self.tokenizer), memo)
+        out = []
+        for t in ids:
+            piece = memo.get(t)
+            if piece is None:
+                piece = memo[t] = self.tokenizer.decode([t])
+            out.append(piece)
+        return out
+
     def _row_tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
-        return [[self.tokenizer.decode([int(t)]) for t in row[m.bool()]] for row, m in zip(ids.cpu(), mask.cpu())]
+        return [self._pieces_of(row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
 
     # ---- the shared per-layer pass -----------------------------------------------------
     def _layer_pass(self, layers: list[int], plan: Plan, cols: slice | int,
@@ -179,7 +194,9 @@ class SteeredModel:
         saved: dict = {}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with self.lm.trace(enc) as tracer:
+            # No KV cache: a single pass never reads it back, and for a long batch the cache
+            # (2 tensors per layer, kept until the pass ends) outweighs the activations.
+            with self.lm.trace(enc, use_cache=False) as tracer:
                 self._layer_pass(layers, plan, slice(0, T), capture, mon, saved, None, reducer)
                 if want_logits:
                     saved["logits"] = self.lm.output.logits.save()
@@ -256,14 +273,21 @@ class SteeredModel:
     def generate(self, prompts: Sequence[Any], interventions: Any = None, *, max_new_tokens: int = 32,
                  chat: bool = False, system: str | None = None, monitor: Mapping[str, Any] | None = None,
                  monitor_layers: Any = None, directions: Any = None, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> GenerationOutput:
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 min_new_tokens: int | None = None) -> GenerationOutput:
         """Generate with interventions applied at every forward step (greedy unless do_sample).
+
+        min_new_tokens: suppress end-of-sequence until that many tokens exist (fixed-length
+        runs, e.g. benchmarks); None (default) lets a row stop at its first EOS.
 
         >>> out = m.generate(["Hi"], interventions=[iv], chat=True, monitor={"calm": u}, monitor_layers=[12])
         >>> out.texts[0], out.projections["calm"][0, 0]
         """
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise SteerError(f"max_new_tokens={max_new_tokens!r} must be a positive int")
+        if min_new_tokens is not None and (isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int)
+                                           or not 0 <= min_new_tokens <= max_new_tokens):
+            raise SteerError(f"min_new_tokens={min_new_tokens!r} must be an int in [0, max_new_tokens]")
         texts = self.format_prompts(prompts, chat=chat, system=system)
         enc = self.tokenize(texts, chat=chat)
         mon = compile_monitor(monitor, monitor_layers, n_layers=self.n_layers, d_model=self.d_model,
@@ -273,6 +297,8 @@ class SteeredModel:
         layers = sorted(set(plan) | (set(mon.layers) if mon else set())) or [0]
         gen_kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                       pad_token_id=self.tokenizer.pad_token_id)
+        if min_new_tokens:
+            gen_kw["min_new_tokens"] = min_new_tokens
         if do_sample:
             gen_kw.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
@@ -306,7 +332,7 @@ class SteeredModel:
             gen_lens.append(n)
             ids = result[b, T - int(prompt_lens[b]):T].tolist() + gen[:n]
             token_ids.append(ids)
-            tokens.append([self.tokenizer.decode([t]) for t in ids])
+            tokens.append(self._pieces_of(ids))
             outs.append(self.tokenizer.decode(gen[:n], skip_special_tokens=True))
         projections: dict[str, torch.Tensor] = {}
         if mon is not None:

@@ -61,17 +61,26 @@ def geometry(ds: DirectionSet, layer: int) -> dict[str, Any]:
     m = ds.matrix(layer, names).double()
     m = m - m.mean(0)
     _, s, vh = torch.linalg.svd(m, full_matrices=False)
-    scores = (m @ vh[:2].T).float()
+    k = min(5, vh.shape[0])
+    scores = (m @ vh[:k].T).float()
     var = (s**2 / (s**2).sum()).tolist()
     val = [cat[n].valence for n in names]
     aro = [cat[n].arousal for n in names]
-    r1, r2 = _pearson(scores[:, 0], val), _pearson(scores[:, 1], aro)
-    # PC signs are arbitrary: orient PC1 so positive = pleasant, PC2 so positive = activated.
-    sign1, sign2 = (1.0 if r1 >= 0 else -1.0), (1.0 if r2 >= 0 else -1.0)
+    r_val = [_pearson(scores[:, i], val) for i in range(k)]
+    r_aro = [_pearson(scores[:, i], aro) for i in range(k)]
+    # The paper's question is PC1~valence, PC2~arousal; a small model (or another corpus) may
+    # put them on other components, so also report which of the top 5 tracks each scale best.
+    best_val = int(np.nanargmax(np.abs(r_val)))
+    best_aro = int(np.nanargmax(np.abs(r_aro)))
+    # PC signs are arbitrary: orient the plotted axes so positive = pleasant / activated.
+    sign1, sign2 = (1.0 if r_val[0] >= 0 else -1.0), (1.0 if r_aro[1] >= 0 else -1.0)
     return {"n": len(names), "names": names, "pc1": (sign1 * scores[:, 0]).tolist(),
-            "pc2": (sign2 * scores[:, 1]).tolist(), "explained": var[:2],
-            "pc1_valence_r": abs(r1), "pc2_arousal_r": abs(r2),
-            "pc1_arousal_r": abs(_pearson(scores[:, 0], aro)), "pc2_valence_r": abs(_pearson(scores[:, 1], val))}
+            "pc2": (sign2 * scores[:, 1]).tolist(), "explained": var[:k],
+            "pc1_valence_r": abs(r_val[0]), "pc2_arousal_r": abs(r_aro[1]),
+            "pc1_arousal_r": abs(r_aro[0]), "pc2_valence_r": abs(r_val[1]),
+            "valence_best_pc": best_val + 1, "valence_best_r": abs(r_val[best_val]),
+            "arousal_best_pc": best_aro + 1, "arousal_best_r": abs(r_aro[best_aro]),
+            "valence_r_by_pc": [abs(x) for x in r_val], "arousal_r_by_pc": [abs(x) for x in r_aro]}
 
 
 def logit_lens(model: Any, ds: DirectionSet, layer: int, k: int = 8) -> dict[str, list[str]]:
@@ -152,7 +161,8 @@ def validate_directions(ds: DirectionSet, model: Any, *, out_dir: str | None = N
     out["recommended_layer"] = rec
 
     # 4. geometry per layer and at the recommended layer
-    out["geometry_by_layer"] = {L: {k: v for k, v in geometry(ds, L).items() if k.endswith("_r")} for L in layers}
+    out["geometry_by_layer"] = {L: {k: v for k, v in geometry(ds, L).items() if k.endswith("_r") or k.endswith("_pc")}
+                                for L in layers}
     geo = geometry(ds, rec)
     out["geometry"] = geo
     out["pc1_valence_r"], out["pc2_arousal_r"] = geo["pc1_valence_r"], geo["pc2_arousal_r"]

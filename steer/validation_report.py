@@ -46,6 +46,8 @@ def _geometry(res: dict, path: Path) -> None:
     g = res["geometry_by_layer"]
     a.plot(L, [g[x]["pc1_valence_r"] for x in L], "o-", label="|r| PC1 ~ valence")
     a.plot(L, [g[x]["pc2_arousal_r"] for x in L], "s-", label="|r| PC2 ~ arousal")
+    a.plot(L, [g[x]["valence_best_r"] for x in L], ":", color="tab:blue", label="|r| best of PC1-5 ~ valence")
+    a.plot(L, [g[x]["arousal_best_r"] for x in L], ":", color="tab:orange", label="|r| best of PC1-5 ~ arousal")
     a.axhspan(0.76, 0.83, color="tab:blue", alpha=0.12, label="PC1~valence in 4-8B replications")
     a.set(xlabel="layer", ylabel="|Pearson r|", ylim=(0, 1), title="geometry of the directions by layer")
     a.legend(fontsize=7)
@@ -152,6 +154,8 @@ def write_validation_report(res: dict[str, Any], out_dir: str | Path) -> Path:
         f"| PC1 ~ valence, abs r | {_fmt(res['pc1_valence_r'])} | paper 0.81; 4-8B replications 0.76-0.83 |",
         f"| PC2 ~ arousal, abs r | {_fmt(res['pc2_arousal_r'])} | paper 0.66 |",
         f"| PC1 / PC2 variance explained | {_fmt(res['geometry']['explained'][0])} / {_fmt(res['geometry']['explained'][1])} | paper 0.26 / 0.15 |",
+        f"| component best tracking valence | PC{res['geometry']['valence_best_pc']}, abs r {_fmt(res['geometry']['valence_best_r'])} | |",
+        f"| component best tracking arousal | PC{res['geometry']['arousal_best_pc']}, abs r {_fmt(res['geometry']['arousal_best_r'])} | |",
         "", "![accuracy by layer](accuracy_by_layer.png)", "", "![geometry](geometry.png)", "",
         "## Dose-response (projection at the last prompt token)", "",
         "| series | emotion | expected | Spearman rho |", "|---|---|---|---|",

@@ -27,6 +27,9 @@ def test_validation_figures_and_report(model, small_set, tmp_path):
     assert max(res["heldout_top1"]) > res["chance_top1"]           # well above chance on held-out stories
     assert all(h5 >= h1 for h1, h5 in zip(res["heldout_top1"], res["heldout_top5"]))
     assert 0 <= res["pc1_valence_r"] <= 1 and 0 <= res["pc2_arousal_r"] <= 1
+    geo = res["geometry"]
+    assert 1 <= geo["valence_best_pc"] <= 5 and geo["valence_best_r"] >= res["pc1_valence_r"]
+    assert geo["arousal_best_r"] >= res["pc2_arousal_r"]
     assert set(res["logit_lens"]) == set(CONCEPTS) and all(len(v) == 8 for v in res["logit_lens"].values())
     assert len(res["implicit_confusion"]) == len(res["implicit_emotions"]) == 6
     assert sum(map(sum, res["implicit_confusion"])) == 24

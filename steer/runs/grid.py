@@ -31,12 +31,16 @@ class Cell:
     system_extra: str | None = None    # prompting cells
     positions: str = "all"
     control: str | None = None         # why the cell exists when it was not asked for: zero | random | sign_flip
+    scale: str = "norm"                # norm: strength x mean residual norm at the layer | absolute: raw units
 
     def describe(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "emotion": self.emotion, "op": self.op,
-                "layers": self.layers if isinstance(self.layers, str) or self.layers is None else list(self.layers),
-                "strength": self.strength, "seed": self.seed, "system_extra": self.system_extra,
-                "positions": self.positions, "control": self.control}
+        d = {"label": self.label, "kind": self.kind, "emotion": self.emotion, "op": self.op,
+             "layers": self.layers if isinstance(self.layers, str) or self.layers is None else list(self.layers),
+             "strength": self.strength, "seed": self.seed, "system_extra": self.system_extra,
+             "positions": self.positions, "control": self.control}
+        if self.scale != "norm":                       # the default stays out: cell keys of norm runs unchanged
+            d["scale"] = self.scale
+        return d
 
     def key(self, context: dict[str, Any]) -> str:
         """Hash of the cell and everything that changes its episodes (model, eval settings, ...)."""
@@ -55,7 +59,7 @@ class Cell:
         kw = {"value": self.strength} if self.op == "clamp" else (
             {} if self.op == "ablate" else {"strength": self.strength})
         iv = Intervention(self.op, direction=direction, layers=layers, positions=self.positions,
-                          directions=directions, **kw)
+                          scale=self.scale, directions=directions, **kw)
         return Condition(self.label, (iv,), None, self.describe())
 
 
@@ -115,11 +119,13 @@ def build_cells(sweep: Any) -> list[Cell]:
                                       layers, s, positions=sweep.positions,
                                       control=None if s in asked else "sign_flip"))
     if controls.random_seeds > 0:
-        if controls.random_strengths not in ("all", "extremes"):
-            raise SteerError(f"controls.random_strengths={controls.random_strengths!r}: use all or extremes")
+        if controls.random_strengths not in ("all", "extremes", "max"):
+            raise SteerError(f"controls.random_strengths={controls.random_strengths!r}: use all, extremes or max")
         rnd = nonzero
         if controls.random_strengths == "extremes" and nonzero:
-            rnd = sorted({max(nonzero), min(nonzero)} - {s for s in (max(nonzero), min(nonzero)) if s == 0})
+            rnd = sorted({max(nonzero), min(nonzero)})
+        elif controls.random_strengths == "max" and nonzero:
+            rnd = [max(nonzero, key=lambda x: (abs(x), x))]   # the largest, positive on a tie
         for op in sweep.ops:
             for entry in sweep.layers:
                 layers = _norm_layers(entry)

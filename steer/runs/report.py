@@ -55,19 +55,26 @@ def _dose_plot(rows: list[dict], metrics: list[tuple[str, str]], path: Path, tit
         if base and base[metric]["n"]:
             ax.axhspan(base[metric]["lo"], base[metric]["hi"], color="grey", alpha=0.2, label="baseline 95% CI")
             ax.axhline(base[metric]["rate"], color="grey", lw=1)
+        ticks = {0.0}
         for label, rs in lines.items():
-            xs = [r["cell"]["strength"] for r in rs if r[metric]["n"]]
-            ys = [r[metric]["rate"] for r in rs if r[metric]["n"]]
-            lo = [r[metric]["rate"] - r[metric]["lo"] for r in rs if r[metric]["n"]]
-            hi = [r[metric]["hi"] - r[metric]["rate"] for r in rs if r[metric]["n"]]
+            pts = [r for r in rs if r[metric]["n"]]
+            if base and base[metric]["n"]:              # every line passes through strength 0 = baseline
+                pts = sorted(pts + [{**base, "cell": {**base["cell"], "strength": 0.0}}], key=lambda r: r["cell"]["strength"])
+            xs = [r["cell"]["strength"] for r in pts]
+            ys = [r[metric]["rate"] for r in pts]
+            lo = [r[metric]["rate"] - r[metric]["lo"] for r in pts]
+            hi = [r[metric]["hi"] - r[metric]["rate"] for r in pts]
+            ticks |= set(xs)
             if xs:
                 ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+        ax.set_xticks(sorted(ticks), [f"{t:+g}" for t in sorted(ticks)])
         rnd = [r for r in rows if r["cell"]["kind"] == "random" and r["cell"]["strength"] is not None and r[metric]["n"]]
         if rnd:
             ax.scatter([r["cell"]["strength"] for r in rnd], [r[metric]["rate"] for r in rnd], marker="x",
                        color="k", alpha=0.6, label="random directions")
         ax.set(xlabel="strength (x mean residual norm)", ylabel=name, ylim=(-0.02, 1.02))
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -76,7 +76,7 @@ class EvalConfig:
 class ControlsConfig:
     zero: bool = True             # a strength-0 baseline cell
     random_seeds: int = 3         # norm-matched random directions per (op, layers, strength)
-    random_strengths: str = "all"  # all | extremes (only the largest |strength| of each sign)
+    random_strengths: str = "all"  # all | extremes (largest |strength| of each sign) | max (the largest |strength|)
     sign_flip: bool = True        # add -s for every +s in the grid
 
 

@@ -269,8 +269,8 @@ def _intervention_cell(cfg: DictConfig) -> Cell | None:
     layers = "all" if iv.layers == "all" else tuple([iv.layers] if isinstance(iv.layers, int) else iv.layers)
     strength = None if iv.op == "ablate" else float(iv.strength)
     label = f"{iv.emotion} {iv.op} L{'all' if layers == 'all' else '-'.join(map(str, layers))}" + (
-        "" if strength is None else f" {strength:+g}")
-    return Cell(label, "emotion", iv.emotion, iv.op, layers, strength, positions=iv.positions)
+        "" if strength is None else f" {strength:+g}") + ("" if iv.scale == "norm" else f" ({iv.scale})")
+    return Cell(label, "emotion", iv.emotion, iv.op, layers, strength, positions=iv.positions, scale=iv.scale)
 
 
 def task_generate(cfg: DictConfig) -> Path:
