@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -290,7 +291,7 @@ def extract_directions(model: Any, *, emotions: Sequence[str] | None = None, lay
     layer_list = list(resolve_layers(normalize_layers(layers), model.n_layers))
     if corpus is None:
         records = emo.stories(emotions)
-    elif isinstance(corpus, str):
+    elif isinstance(corpus, (str, os.PathLike)):
         records = emo.load_corpus(corpus)
     else:
         records = list(corpus)

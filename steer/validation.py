@@ -56,12 +56,16 @@ def geometry(ds: DirectionSet, layer: int) -> dict[str, Any]:
     """PCA of the concept directions at one layer against the catalogue's valence/arousal."""
     cat = {c.name: c for c in emo.catalogue()}
     names = [e for e in ds.emotions if e in cat]
-    if len(names) < 3:
-        return {"n": len(names), "pc1_valence_r": float("nan"), "pc2_arousal_r": float("nan")}
+    if len(names) < 3:                     # two points always lie on one line: no geometry to read
+        nan = float("nan")
+        return {"n": len(names), "names": names, "pc1": [], "pc2": [], "explained": [nan, nan],
+                "pc1_valence_r": nan, "pc2_arousal_r": nan, "pc1_arousal_r": nan, "pc2_valence_r": nan,
+                "valence_best_pc": None, "valence_best_r": nan, "arousal_best_pc": None, "arousal_best_r": nan,
+                "valence_r_by_pc": [], "arousal_r_by_pc": []}
     m = ds.matrix(layer, names).double()
     m = m - m.mean(0)
     _, s, vh = torch.linalg.svd(m, full_matrices=False)
-    k = min(5, vh.shape[0])
+    k = min(5, len(names) - 1)             # centred, E points span at most E-1 components
     scores = (m @ vh[:k].T).float()
     var = (s**2 / (s**2).sum()).tolist()
     val = [cat[n].valence for n in names]

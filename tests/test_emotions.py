@@ -91,3 +91,15 @@ def test_user_corpus_schema(tmp_path):
         emo.load_corpus(tmp_path / "missing.jsonl")
     with pytest.raises(SteerError, match="'grumpyish'"):
         emo.stories(["grumpyish"])
+
+
+def test_an_empty_emotion_list_asks_for_no_stories():
+    assert emo.stories([]) == []
+
+
+def test_a_generated_cache_file_loads_as_a_corpus(tmp_path):
+    path = tmp_path / "gen.jsonl"
+    path.write_text(json.dumps({"emotion": "calm", "text": "She sat by the lake until dusk."}) + "\n"
+                    + json.dumps({"summary": {"requested": 2, "kept": 1}}) + "\n")
+    recs = emo.load_corpus(path)
+    assert [(r.emotion, r.text) for r in recs] == [("calm", "She sat by the lake until dusk.")]

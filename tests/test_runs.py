@@ -219,3 +219,36 @@ def test_joblib_multirun_with_two_workers(tiny_run, tmp_path):
     assert files == ["records-shard0of2.jsonl", "records-shard1of2.jsonl"]
     keys = [r["episode_key"] for r in _records(tmp_path / "records")]
     assert len(keys) == len(set(keys)) and set(keys) == want
+
+
+def test_report_keeps_models_apart_and_drops_recovered_errors(tiny_run, tmp_path):
+    from steer import SteerError
+    from steer.runs.report import build_report
+
+    out, _ = tiny_run
+    store = tmp_path / "records"
+    store.mkdir()
+    mine = (out / "records" / "records-main.jsonl").read_text().splitlines()
+    (store / "records-main.jsonl").write_text("\n".join(mine) + "\n")
+    other = [json.loads(x) for x in mine if x.strip()]
+    for r in other:
+        r["model"], r["episode_key"] = "other-model", "x" + r["episode_key"]
+    (store / "records-job1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    cell = other[0]["cell"]
+    (store / "errors-main.jsonl").write_text(
+        json.dumps({"suite": other[0]["suite"], "cell": cell, "error": "RuntimeError: recovered later"}) + "\n"
+        + json.dumps({"suite": "coding", "cell": {**cell, "label": "never ran"}, "error": "RuntimeError: boom"}) + "\n")
+    with pytest.raises(SteerError, match="several models"):
+        build_report(store, tmp_path / "r0")
+    model = json.loads(mine[0])["model"]
+    path = build_report(store, tmp_path / "r1", model=model)
+    summary = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert summary["n_records"] == N_EPISODES and summary["model"] == model
+    assert [e["cell"]["label"] for e in summary["errors"]] == ["never ran"]
+    assert summary["errors_since_recovered"] == 1
+    assert "recovered later" not in path.read_text() and "boom" in path.read_text()
+
+
+def test_report_task_refuses_a_folder_without_records(tmp_path):
+    res = steer_run("task=report", f"report.records={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode != 0 and "no records at" in res.stderr

@@ -71,3 +71,19 @@ def test_model_written_stories(model, monkeypatch, tmp_path):
     finally:
         handle.remove()
     assert not calls and [r.text for r in again] == [r.text for r in recs]
+
+
+def test_geometry_reads_only_real_components_and_survives_tiny_sets():
+    import torch
+
+    from steer.directions import DirectionSet
+    from steer.validation import geometry
+
+    g = torch.Generator().manual_seed(0)
+    four = DirectionSet(torch.randn(4, 1, 16, generator=g), ["happy", "sad", "calm", "afraid"], [5])
+    res = geometry(four, 5)
+    assert len(res["valence_r_by_pc"]) == 3          # 4 centred points span 3 components, not 5
+    assert res["valence_best_pc"] in (1, 2, 3) and res["arousal_best_pc"] in (1, 2, 3)
+    two = DirectionSet(torch.randn(2, 1, 16, generator=g), ["happy", "sad"], [5])
+    res = geometry(two, 5)
+    assert res["n"] == 2 and res["valence_best_pc"] is None and res["pc1"] == []

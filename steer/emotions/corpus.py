@@ -111,6 +111,8 @@ def _jsonl(text: str, source: str) -> list[dict[str, Any]]:
 def _records(rows: list[dict[str, Any]], source: str, need_emotion: bool) -> list[Record]:
     out = []
     for i, row in enumerate(rows, 1):
+        if isinstance(row, dict) and set(row) == {"summary"}:
+            continue                 # the provenance line closing a `generate_stories` cache file
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
             raise SteerError(f"{source}:{i}: each line needs a non-empty string field 'text'")
         emotion = row.get("emotion")
@@ -123,7 +125,8 @@ def _records(rows: list[dict[str, Any]], source: str, need_emotion: bool) -> lis
 
 def stories(emotions: Iterable[str] | str | None = None) -> list[Record]:
     """The shipped stories (10 per concept), optionally for some emotions only."""
-    wanted = _check_emotions(emotions) or concept_names()
+    wanted = _check_emotions(emotions)
+    wanted = concept_names() if wanted is None else wanted       # an empty list asks for none
     out: list[Record] = []
     for name in wanted:
         fname = f"{slug(name)}.jsonl"

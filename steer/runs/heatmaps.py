@@ -64,7 +64,7 @@ def record_heatmaps(cfg: Any, model: Any, ds: Any, store: Any, cells: list[Any],
         base = next((r for r in recs if r["cell"]["kind"] == "baseline" and (r.get("task_id") or r.get("scenario_id")) == item), None)
         if base is not None:
             chosen.append(base)
-    out_path = store.root / "heatmaps.jsonl"
+    out_path = store.root / f"heatmaps-{store.writer}.jsonl"     # per writer: shards never overwrite each other
     lines = []
     for r in chosen[:limit]:
         cond = by_label[r["cell"]["label"]].condition(ds, model.d_model, model.n_layers)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .aggregate import agentic_table, coding_table, trajectories
 from .heatmaps import write_token_html
+from ..errors import SteerError
 from .store import ResultsStore
 
 
@@ -137,15 +138,28 @@ def _trajectory_plot(records: list[dict], path: Path) -> list[str]:
     return [f"{n}@{layer}" for n, layer in keys]
 
 
-def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str = "baseline") -> Path:
-    """Aggregate every record under records_dir and write out_dir/report.md (+ PNG, HTML, JSON)."""
+def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str = "baseline",
+                 model: str | None = None) -> Path:
+    """Aggregate every record under records_dir and write out_dir/report.md (+ PNG, HTML, JSON).
+
+    Cells are compared within one model: a store holding several models' records needs `model`.
+    """
     store = ResultsStore(records_dir, writer="report")
     records = store.records()
+    models = sorted({str(r.get("model")) for r in records})
+    if model is not None:
+        if model not in models:
+            raise SteerError(f"no records of model {model!r} in {str(records_dir)!r} (it holds {models})")
+        records = [r for r in records if str(r.get("model")) == model]
+    elif len(models) > 1:
+        raise SteerError(f"{str(records_dir)!r} holds records of several models {models}: "
+                         f"pick one with report.model=NAME")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# steer report", "", f"Records: `{Path(records_dir).resolve()}` ({len(records)} episodes). "
+    lines = [f"# steer report", "", f"Records: `{Path(records_dir).resolve()}` ({len(records)} episodes"
+             f"{', model ' + models[0] if len(models) == 1 else ', model ' + str(model) if model else ''}). "
              "Rates with Wilson 95% intervals; differences vs the baseline cell with Fisher's exact test.", ""]
-    summary: dict[str, Any] = {"n_records": len(records)}
+    summary: dict[str, Any] = {"n_records": len(records), "model": model or (models[0] if models else None)}
     coding = [r for r in records if r.get("suite") == "coding"]
     if coding:
         rows = coding_table(records, baseline)
@@ -197,15 +211,19 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
         if _heatmap(rows, "blackmail", out / "agentic_heatmap.png", "blackmail rate: layer x strength"):
             lines += ["", "![agentic heatmap](agentic_heatmap.png)"]
         lines.append("")
-    heat = Path(records_dir) / "heatmaps.jsonl"
-    if heat.exists():
-        items = [json.loads(x) for x in heat.read_text().splitlines() if x.strip()]
+    heat = sorted(Path(records_dir).glob("heatmaps*.jsonl"))          # one file per writer (shard, job)
+    if heat:
+        items = [json.loads(x) for h in heat for x in h.read_text().splitlines() if x.strip()]
         for it in items:
             it["title"] = f"{it['suite']}: {it['cell']} -> {it['label']} ({it['episode_key']})"
         write_token_html(items, out / "token_heatmaps.html", "monitored transcripts")
         lines += ["## Monitored transcripts", "", "[Token heatmaps](token_heatmaps.html): each token of a few "
                   "transcripts coloured by its projection onto the monitored directions.", ""]
-    errors = store.errors()
+    done = {(r.get("suite"), r["cell"]["label"]) for r in records}
+    all_errors = store.errors()
+    errors = [e for e in all_errors if (e.get("suite"), e["cell"]["label"]) not in done]
+    if len(errors) < len(all_errors):
+        summary["errors_since_recovered"] = len(all_errors) - len(errors)
     if errors:
         lines += ["## Failed cells", "", "| suite | cell | error |", "|---|---|---|"]
         lines += [f"| {e['suite']} | {e['cell']['label']} | {e['error'][:160]} |" for e in errors]

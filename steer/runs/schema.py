@@ -105,6 +105,7 @@ class ReportConfig:
     records: Any = None           # task=report: a records directory (default: the store dir)
     out: Any = None               # report directory (default: <run dir>/report)
     baseline: str = "baseline"    # label of the cell every difference is measured against
+    model: Any = None             # a store with several models' records: report this one (by model name)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 class ResultsStore:
     def __init__(self, root: str | os.PathLike, writer: str = "main") -> None:
         self.root = Path(root)
+        self.writer = writer
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / f"records-{writer}.jsonl"
         self.errors_path = self.root / f"errors-{writer}.jsonl"

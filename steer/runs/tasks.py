@@ -40,7 +40,12 @@ def store_for(cfg: DictConfig) -> ResultsStore:
         root = Path(HydraConfig.get().sweep.dir) / "records"      # shared by the jobs of a multirun
     else:
         root = run_dir() / "records"
-    writer = f"shard{cfg.sweep.shard}of{cfg.sweep.n_shards}" if cfg.sweep.n_shards > 1 else "main"
+    if cfg.sweep.n_shards > 1:
+        writer = f"shard{cfg.sweep.shard}of{cfg.sweep.n_shards}"
+    elif _multirun():                                  # jobs of a multirun never share a file
+        writer = f"job{HydraConfig.get().job.num}"
+    else:
+        writer = "main"
     return ResultsStore(root, writer)
 
 
@@ -355,10 +360,10 @@ def task_report(cfg: DictConfig) -> Path:
     from .report import build_report
 
     records = Path(cfg.report.records) if cfg.report.records else store_for(cfg).root
-    if not records.is_dir():
-        raise SteerError(f"no records directory at {str(records)!r} (set report.records=DIR)")
+    if not records.is_dir() or not any(records.glob("records-*.jsonl")):
+        raise SteerError(f"no records at {str(records)!r} (set report.records=DIR)")
     out = Path(cfg.report.out) if cfg.report.out else run_dir() / "report"
-    path = build_report(records, out, baseline=cfg.report.baseline)
+    path = build_report(records, out, baseline=cfg.report.baseline, model=cfg.report.model)
     print(f"report: {path.resolve()}")
     return path
 
