@@ -252,3 +252,23 @@ def test_report_keeps_models_apart_and_drops_recovered_errors(tiny_run, tmp_path
 def test_report_task_refuses_a_folder_without_records(tmp_path):
     res = steer_run("task=report", f"report.records={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert res.returncode != 0 and "no records at" in res.stderr
+
+
+def test_report_shows_judge_agreement_when_the_judge_ran(tiny_run, tmp_path):
+    from steer.runs.report import build_report
+
+    out, _ = tiny_run
+    recs = [json.loads(x) for x in (out / "records" / "records-main.jsonl").read_text().splitlines() if x.strip()]
+    agentic = [r for r in recs if r["suite"] == "agentic"]
+    assert len(agentic) >= 2
+    for i, r in enumerate(agentic):        # the judge agrees on every other reply
+        r["grade"]["judge_label"] = r["label"] if i % 2 == 0 else "judge-says-otherwise"
+    store = tmp_path / "records"
+    store.mkdir()
+    (store / "records-main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = build_report(store, tmp_path / "report").read_text()
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    n, agree = len(agentic), (len(agentic) + 1) // 2
+    assert summary["judge_agreement"]["n"] == n
+    assert summary["judge_agreement"]["agreement"] == pytest.approx(agree / n)
+    assert f"over {n} replies" in text

@@ -121,16 +121,26 @@ def _trajectory_plot(records: list[dict], path: Path) -> list[str]:
     if not names:
         return []
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     keys = list(names)[:4]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
-    for ax, (n, layer) in zip(axes[0], keys):
+    ncols = min(2, len(keys))
+    nrows = (len(keys) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, (n, layer) in zip(axes.flat, keys):
         tr = trajectories(records, n, layer)
-        shown = sorted(tr, key=lambda lab: (lab != "baseline", lab))[:8]
-        for lab in shown:
+        shown = sorted(tr, key=lambda lab: (lab != "baseline", lab))[:20]
+        colours = plt.get_cmap("tab20")
+        for i, lab in enumerate(shown):
             pts = tr[lab]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab)
+            base = lab == "baseline"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab, zorder=3 if base else 2,
+                    color="black" if base else colours(i % 20), lw=2.2 if base else 1.2, ms=4)
         ax.set(xlabel="attempt", ylabel=f"{n} at the last prompt token (x norm)", title=f"{n}, layer {layer}")
-        ax.legend(fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle("monitored projection across attempts (coding)")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -156,7 +166,7 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
                          f"pick one with report.model=NAME")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# steer report", "", f"Records: `{Path(records_dir).resolve()}` ({len(records)} episodes"
+    lines = [f"# steer report", "", f"Records: `{records_dir}` ({len(records)} episodes"
              f"{', model ' + models[0] if len(models) == 1 else ', model ' + str(model) if model else ''}). "
              "Rates with Wilson 95% intervals; differences vs the baseline cell with Fisher's exact test.", ""]
     summary: dict[str, Any] = {"n_records": len(records), "model": model or (models[0] if models else None)}
@@ -210,6 +220,14 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
             lines += ["", "![agentic dose-response](agentic_dose_response.png)"]
         if _heatmap(rows, "blackmail", out / "agentic_heatmap.png", "blackmail rate: layer x strength"):
             lines += ["", "![agentic heatmap](agentic_heatmap.png)"]
+        from ..evals.agentic_run import judge_agreement
+
+        judged = judge_agreement(agentic)          # only replies the LLM judge also labelled
+        if judged["n"]:
+            summary["judge_agreement"] = judged
+            kappa = "undefined" if judged["kappa"] is None else f"{judged['kappa']:.2f}"
+            lines += ["", f"Rule grader vs LLM judge (eval.agentic.judge): agreement {judged['agreement']:.0%} "
+                          f"over {judged['n']} replies, Cohen's kappa {kappa}; the table uses the rule labels."]
         lines.append("")
     heat = sorted(Path(records_dir).glob("heatmaps*.jsonl"))          # one file per writer (shard, job)
     if heat:
