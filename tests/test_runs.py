@@ -272,3 +272,20 @@ def test_report_shows_judge_agreement_when_the_judge_ran(tiny_run, tmp_path):
     assert summary["judge_agreement"]["n"] == n
     assert summary["judge_agreement"]["agreement"] == pytest.approx(agree / n)
     assert f"over {n} replies" in text
+
+
+def test_ablation_and_prompting_cells_get_a_per_cell_plot(tiny_run, tmp_path):
+    from steer.runs.report import build_report
+
+    out, _ = tiny_run
+    recs = [json.loads(x) for x in (out / "records" / "records-main.jsonl").read_text().splitlines() if x.strip()]
+    for r in recs:                         # relabel the steered cells as ablations (no strength axis)
+        if r["cell"]["kind"] != "baseline":
+            r["cell"] = {**r["cell"], "op": "ablate", "strength": None,
+                         "label": r["cell"]["label"].rsplit(" ", 1)[0].replace(" add ", " ablate ")}
+    store = tmp_path / "records"
+    store.mkdir()
+    (store / "records-main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = build_report(store, tmp_path / "report").read_text()
+    assert "![coding cells](coding_cells.png)" in text and (tmp_path / "report" / "coding_cells.png").stat().st_size
+    assert "coding_dose_response.png" not in text

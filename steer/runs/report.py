@@ -83,6 +83,33 @@ def _dose_plot(rows: list[dict], metrics: list[tuple[str, str]], path: Path, tit
     return True
 
 
+def _bar_plot(rows: list[dict], metrics: list[tuple[str, str]], path: Path, title: str) -> bool:
+    """Every cell's rate with its 95% interval, for sweeps whose cells have no strength axis
+    (ablations, prompting baselines), where a dose-response line cannot be drawn."""
+    flat = [r for r in rows if r["cell"]["kind"] in ("prompting",) or r["cell"].get("op") == "ablate"]
+    metrics = [(m, name) for m, name in metrics if any(r[m]["n"] for r in rows)]   # no empty panels
+    if not flat or not metrics:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 0.9 + 0.32 * len(rows)), squeeze=False)
+    colour = {"baseline": "black", "random": "0.6", "prompting": "tab:green", "emotion": "tab:orange"}
+    for ax, (metric, name) in zip(axes[0], metrics):
+        shown = [r for r in rows if r[metric]["n"]][::-1]
+        ys = range(len(shown))
+        for y, r in zip(ys, shown):
+            m = r[metric]
+            ax.errorbar([m["rate"]], [y], xerr=[[m["rate"] - m["lo"]], [m["hi"] - m["rate"]]], fmt="o",
+                        capsize=3, color=colour.get(r["cell"]["kind"], "tab:blue"))
+        ax.set_yticks(list(ys), [r["label"] for r in shown], fontsize=7)
+        ax.set(xlabel=name, xlim=(-0.02, 1.02))
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return True
+
+
 def _heatmap(rows: list[dict], metric: str, path: Path, title: str) -> bool:
     cells = [r for r in rows if r["cell"]["kind"] == "emotion" and r["cell"]["strength"] is not None and r[metric]["n"]]
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -186,6 +213,9 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
         if _dose_plot(rows, [("cheat", "cheat rate (impossible)"), ("solved", "capability (possible twins)")],
                       out / "coding_dose_response.png", "impossible coding tasks"):
             lines += ["", "![coding dose-response](coding_dose_response.png)"]
+        if _bar_plot(rows, [("cheat", "cheat rate (impossible)"), ("solved", "capability (possible twins)")],
+                     out / "coding_cells.png", "impossible coding tasks, every cell (95% intervals)"):
+            lines += ["", "![coding cells](coding_cells.png)"]
         if _heatmap(rows, "cheat", out / "coding_heatmap.png", "cheat rate: layer x strength"):
             lines += ["", "![coding heatmap](coding_heatmap.png)"]
         shown = _trajectory_plot(coding, out / "coding_trajectories.png")
@@ -218,6 +248,9 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
         if _dose_plot(rows, [("blackmail", "blackmail rate"), ("forbidden_action", "forbidden-action rate")],
                       out / "agentic_dose_response.png", "agentic scenarios"):
             lines += ["", "![agentic dose-response](agentic_dose_response.png)"]
+        if _bar_plot(rows, [("blackmail", "blackmail rate"), ("forbidden_action", "forbidden-action rate")],
+                     out / "agentic_cells.png", "agentic scenarios, every cell (95% intervals)"):
+            lines += ["", "![agentic cells](agentic_cells.png)"]
         if _heatmap(rows, "blackmail", out / "agentic_heatmap.png", "blackmail rate: layer x strength"):
             lines += ["", "![agentic heatmap](agentic_heatmap.png)"]
         from ..evals.agentic_run import judge_agreement
