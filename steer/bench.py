@@ -65,12 +65,12 @@ PACKED_PROMPT = "Write two sentences about the house you grew up in."
 class Settings:
     prompts: int = 8
     new_tokens: int = 32
-    repeats: int = 6                 # generate group: hf / steered / monitored (each order twice)
+    repeats: int = 5                 # generate group: hf / steered / monitored (rotating order)
     packed_repeats: int = 2          # packed vs one call per condition (AB, BA)
-    extract_repeats: int = 4         # stream_means / HF forward / HF decoder stack
+    extract_repeats: int = 3         # stream_means / HF forward / HF decoder stack (each order once)
     extract_stories: int = 8         # + extract_neutral texts: one batch, all layers
     extract_neutral: int = 4
-    memory_stories: int = 16         # the 1x corpus: the 16 longest of the 4x corpus' 64 stories
+    memory_stories: int = 12         # the 1x corpus: the 12 longest of the 4x corpus' 48 stories
     memory_neutral: int = 16         # the neutral reference set (the same for 1x and 4x)
     memory_max_tokens: int = 2048    # batch budget: 1x already fills a batch, so 4x adds batches
     memory_repeats: int = 1          # fresh subprocesses per variant, interleaved

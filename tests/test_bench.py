@@ -70,3 +70,23 @@ def test_table_renders_every_key():
     text = table(r)
     for k in GOALS:
         assert k in text
+
+
+def test_random_llama_path_builds_and_steers_on_cpu():
+    """The --device cuda model (a random Llama from config) on a tiny shape, on CPU: the same
+    construction, wrapping and measured calls, so the GPU path is exercised where no GPU is."""
+    import torch
+
+    import steer
+    from steer.bench import Settings, _embedded_tokenizer, generation_variants, random_llama
+
+    tok = _embedded_tokenizer()
+    shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=128, max_position_embeddings=256)
+    hf = random_llama(tok, "cpu", torch.float32, shape=shape)
+    assert hf.config.vocab_size >= len(tok) and hf.config.num_hidden_layers == 2
+    m = steer.load_model(hf, tokenizer=tok)
+    variants, info = generation_variants(hf, m, tok, Settings(new_tokens=3), "cpu")
+    for name in ("hf_generate", "steered_generate", "monitored_generate", "packed_generate"):
+        variants[name](3)                     # each asserts it produced exactly 3 new tokens
+    assert info["steer_layer"] == 1 and info["packed_conditions"] == 8
