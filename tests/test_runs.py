@@ -289,3 +289,23 @@ def test_ablation_and_prompting_cells_get_a_per_cell_plot(tiny_run, tmp_path):
     text = build_report(store, tmp_path / "report").read_text()
     assert "![coding cells](coding_cells.png)" in text and (tmp_path / "report" / "coding_cells.png").stat().st_size
     assert "coding_dose_response.png" not in text
+
+
+def test_a_sweep_over_layers_gets_layer_by_strength_heatmaps(tiny_run, tmp_path):
+    from steer.runs.report import build_report
+
+    out, _ = tiny_run
+    recs = [json.loads(x) for x in (out / "records" / "records-main.jsonl").read_text().splitlines() if x.strip()]
+    extra = []
+    for r in recs:                         # the same desperate cells again, as if swept at layer 10 too
+        if r["cell"]["emotion"] == "desperate":
+            c = {**r["cell"], "layers": [10], "label": r["cell"]["label"].replace("L14", "L10")}
+            extra.append({**r, "cell": c, "episode_key": "L10-" + r["episode_key"]})
+    assert extra
+    store = tmp_path / "records"
+    store.mkdir()
+    (store / "records-main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs + extra))
+    text = build_report(store, tmp_path / "report").read_text()
+    for suite in ("coding", "agentic"):
+        assert f"![{suite} heatmap]({suite}_heatmap.png)" in text
+        assert (tmp_path / "report" / f"{suite}_heatmap.png").stat().st_size > 0

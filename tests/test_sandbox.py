@@ -298,8 +298,11 @@ def test_bwrap_filesystem_is_read_only_without_the_guard():
     target = Path(__file__).parent / f"pwned-{uuid.uuid4().hex}.txt"
     try:
         sol = f"def f(x):\n    open({str(target)!r}, 'w').write('x')\n    return 5\n"
-        assert_not_passed(run(sol, backend="bwrap", limits=Limits(timeout_s=5, harden=False)),
-                          "Read-only file system")
+        t = assert_not_passed(run(sol, backend="bwrap", limits=Limits(timeout_s=5, harden=False)))
+        # The root is bound read-only; a checkout under /tmp is hidden by the sandbox's private
+        # /tmp instead, so the directory is not there at all. Either way nothing reaches the host.
+        hidden = Path(__file__).resolve().is_relative_to("/tmp")
+        assert ("No such file or directory" if hidden else "Read-only file system") in t.error, t.error
         assert not target.exists()
     finally:
         target.unlink(missing_ok=True)
