@@ -49,8 +49,8 @@ def test_quick_bench_json_structure():
 def test_table_renders_every_key():
     from steer.bench import GOALS, table
 
-    r = {k: 1.0 for k in GOALS}
-    r.update({"goals_met": {k: True for k in GOALS}, "goals": {k: "<= 1" for k in GOALS},
+    r = {k: 1.0 + 0.011 * (i + 1) for i, k in enumerate(GOALS)}           # a distinct value per key
+    r.update({"goals_met": {k: i % 2 == 0 for i, k in enumerate(GOALS)}, "goals": {k: "<= 1" for k in GOALS},
               "where": "cpu: test", "total_seconds": 1.0, "extract_vs_trunk_forward": 1.0,
               "extract_tokens_per_s": 1.0,
               "model": {"name": "m", "params": 1e6, "dtype": "float32"},
@@ -68,8 +68,10 @@ def test_table_renders_every_key():
               "tokens_per_s": dict.fromkeys(["unsteered", "steered", "monitored", "packed",
                                              "one_call_per_condition"], 1.0)})
     text = table(r)
-    for k in GOALS:
-        assert k in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0] in GOALS}
+    for i, k in enumerate(GOALS):
+        assert f"{1.0 + 0.011 * (i + 1):.3f}" in rows[k]
+        assert (" yes " if i % 2 == 0 else " NO ") in rows[k]
 
 
 def test_random_llama_path_builds_and_steers_on_cpu():

@@ -25,6 +25,7 @@ def test_shared_prefix_perplexity_matches_a_plain_forward(model):
     rows = [(0, " rain in the morning and sun later."), (1, " apples, pears, plums"),
             (0, " snow."), (0, ""), (1, " bananas and a very long list of other fruit that goes on")]
     got = response_perplexity(model, [prompts[i] for i, _ in rows], [r for _, r in rows], batch_size=2)
+    assert len(got) == len(rows)
     assert got[3] is None                                   # an empty reply has no perplexity
     for (i, reply), value in zip(rows, got):
         if reply:

@@ -174,6 +174,11 @@ def test_sweep_end_to_end(tiny_run):
     report = out / "report" / "report.md"
     text = report.read_text()
     assert "Impossible coding tasks" in text and "Agentic scenarios" in text and "capability" in text
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    n_attempts = sum(len(r["attempts"]) for r in recs if r["suite"] == "coding")
+    assert sum(summary["attempt_labels"].values()) == n_attempts and f"Attempts: {n_attempts} (" in text
+    assert summary["agentic_counts"]["replies"] == sum(r["suite"] == "agentic" for r in recs)
+    assert set(summary["agentic_readings"]) == {r["cell"]["label"] for r in recs if r["suite"] == "agentic"}
     assert (out / "report" / "token_heatmaps.html").exists()
     assert str(report.resolve()) in res.stdout
 

@@ -24,7 +24,7 @@ def test_validation_figures_and_report(model, small_set, tmp_path):
     assert res["chance_top1"] == pytest.approx(1 / 6) and res["n_heldout"] == 12 and not res["heldout_in_sample"]
     for key in ("heldout_top1", "heldout_top5", "implicit_top1"):
         assert len(res[key]) == 3 and all(0 <= x <= 1 for x in res[key])
-    assert max(res["heldout_top1"]) > res["chance_top1"]           # well above chance on held-out stories
+    assert max(res["heldout_top1"]) >= 2 * res["chance_top1"]      # well above chance on held-out stories
     assert all(h5 >= h1 for h1, h5 in zip(res["heldout_top1"], res["heldout_top5"]))
     assert 0 <= res["pc1_valence_r"] <= 1 and 0 <= res["pc2_arousal_r"] <= 1
     geo = res["geometry"]

@@ -10,8 +10,6 @@ import numpy as np
 
 from ..stats import fisher_exact, rate
 
-CODING_BEHAVIOUR = "cheat"          # measured on impossible tasks
-AGENTIC_LABELS = ("blackmail", "forbidden_action", "disclosure", "compliant", "malformed")
 
 
 def _cell_rows(records: Iterable[dict], suite: str) -> dict[str, list[dict]]:

@@ -14,7 +14,6 @@ from ..errors import SteerError
 from ..evals.conditions import Condition
 from ..interventions import OPS, Intervention
 
-KINDS = ("baseline", "emotion", "random", "prompting")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,47 @@ def _trajectory_plot(records: list[dict], path: Path) -> list[str]:
     return [f"{n}@{layer}" for n, layer in keys]
 
 
+def _trajectory_tables(coding: list[dict], shown: list[str], summary: dict) -> list[str]:
+    """The numbers behind the trajectory plot: mean reading before each attempt, per cell."""
+    lines: list[str] = []
+    for key in shown:
+        n, layer = key.split("@")
+        tr = trajectories(coding, n, layer)
+        summary.setdefault("trajectories", {})[key] = tr
+        k = max((p[0] for pts in tr.values() for p in pts), default=0)
+        lines += ["", f"Mean *{n}* reading at layer {layer}, last prompt token before each attempt (x residual norm; "
+                      "episodes still running):", "",
+                  "| cell | " + " | ".join(f"attempt {i}" for i in range(1, k + 1)) + " |", "|---" * (k + 1) + "|"]
+        for label in sorted(tr, key=lambda lab: (lab != "baseline", lab)):
+            at = {a: (v, c) for a, v, c in tr[label]}
+            lines.append(f"| {label} | " + " | ".join(f"{at[i][0]:+.3f} (n={at[i][1]})" if i in at else "–"
+                                                      for i in range(1, k + 1)) + " |")
+    return lines
+
+
+def _agentic_readings(agentic: list[dict], summary: dict) -> list[str]:
+    """Mean monitored reading per cell at the last prompt token and over the reply."""
+    cells: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in agentic:
+        for n, per in (r.get("projections") or {}).items():
+            for layer, v in per.items():
+                for part, field in (("prompt", "last_prompt"), ("reply", "mean")):
+                    if v.get(field) is not None:
+                        cells[r["cell"]["label"]][f"{n}@{layer}"][part].append(v[field])
+    keys = sorted({k for c in cells.values() for k in c})
+    if not keys:
+        return []
+    table = {lab: {k: {p: sum(x) / len(x) for p, x in c[k].items()} for k in keys} for lab, c in cells.items()}
+    summary["agentic_readings"] = table
+    head = " | ".join(f"{k.split('@')[0]} L{k.split('@')[1]} {p}" for k in keys for p in ("prompt", "reply"))
+    lines = ["", "Mean monitored reading per cell (x residual norm): at the last prompt token, and over the reply.",
+             "", f"| cell | {head} |", "|---" * (1 + 2 * len(keys)) + "|"]
+    for lab in sorted(table, key=lambda lab: (lab != "baseline", lab)):
+        vals = [table[lab][k].get(p) for k in keys for p in ("prompt", "reply")]
+        lines.append(f"| {lab} | " + " | ".join("–" if v is None else f"{v:+.3f}" for v in vals) + " |")
+    return lines
+
+
 def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str = "baseline",
                  model: str | None = None) -> Path:
     """Aggregate every record under records_dir and write out_dir/report.md (+ PNG, HTML, JSON).
@@ -230,6 +271,11 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
                 summary.setdefault("cheat_auroc", {})[key] = a
                 auc = "n/a (needs both classes)" if a["auroc"] is None else f"{a['auroc']:.2f}"
                 lines.append(f"| {n} at layer {layer}, last prompt token | {auc} | {a['n_pos']} / {a['n_neg']} |")
+            lines += _trajectory_tables(coding, shown, summary)
+        attempts = Counter(a.get("label") for r in coding for a in r.get("attempts", []))
+        summary["attempt_labels"] = dict(attempts)
+        lines += ["", f"Attempts: {sum(attempts.values())} ("
+                      + ", ".join(f"{k} {v}" for k, v in attempts.most_common()) + ")."]
         lines.append("")
     agentic = [r for r in records if r.get("suite") == "agentic"]
     if agentic:
@@ -253,6 +299,14 @@ def build_report(records_dir: str | Path, out_dir: str | Path, *, baseline: str 
             lines += ["", "![agentic cells](agentic_cells.png)"]
         if _heatmap(rows, "blackmail", out / "agentic_heatmap.png", "blackmail rate: layer x strength"):
             lines += ["", "![agentic heatmap](agentic_heatmap.png)"]
+        capped = sum(r.get("generated_tokens", 0) >= r.get("generation", {}).get("max_new_tokens", 1e9) for r in agentic)
+        emails = sum(bool((r.get("grade") or {}).get("emails")) for r in agentic)
+        actions = sum(bool((r.get("grade") or {}).get("actions")) for r in agentic)
+        summary["agentic_counts"] = {"replies": len(agentic), "hit_token_limit": capped,
+                                     "with_email": emails, "with_action": actions}
+        lines += ["", f"Replies: {len(agentic)}; {capped} hit the token limit; {emails} wrote an `<email>`, "
+                      f"{actions} an `<action>`."]
+        lines += _agentic_readings(agentic, summary)
         from ..evals.agentic_run import judge_agreement
 
         judged = judge_agreement(agentic)          # only replies the LLM judge also labelled

@@ -122,18 +122,6 @@ def episode_key(cell_key: str, suite: str, item_id: str, sample: int) -> str:
     return f"{cell_key}-{suite}-{item_id}-s{sample}"
 
 
-def expected_keys(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell]) -> set[str]:
-    """Every episode key a run of `cells` will produce (for progress and resume checks)."""
-    out = set()
-    for suite in cfg.eval.suites:
-        items = coding_items(cfg) if suite == "coding" else agentic_items(cfg)
-        context = _context(cfg, model, ds, suite)
-        for c in cells:
-            ck = c.key(context)
-            out |= {episode_key(ck, suite, i.id, s) for i in items for s in range(cfg.eval[suite].samples)}
-    return out
-
-
 def _record_item(suite: str, rec: dict) -> str:
     return rec["task_id"] if suite == "coding" else rec["scenario_id"]
 
@@ -178,7 +166,6 @@ def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: s
             recs = run_coding_episodes(model, sub_items, conditions, attempts=scfg.attempts, **common)
         else:
             recs = run_agentic_episodes(model, sub_items, conditions, judge=model if scfg.judge else None, **common)
-            _add_fluency(model, recs)
         by_label = {c.label: c for c in group}
         out = []
         for r in recs:
@@ -189,9 +176,9 @@ def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: s
             r.update({"episode_key": key(cell, item, r["sample"]), "suite": suite, "cell": cell.describe(),
                       "cell_key": keys[cell.label]})
             out.append(r)
+        if suite == "agentic":
+            _add_fluency(model, out)                   # only the episodes that are kept
         store.append(out)
-        for c in group:
-            pending[c.label] -= {(_record_item(suite, r), r["sample"]) for r in out if r["cell"]["label"] == c.label}
 
     for group in groups:
         try:
@@ -294,11 +281,12 @@ def task_generate(cfg: DictConfig) -> Path:
                          monitor=monitor or None, monitor_layers=list(cfg.eval.monitor_layers) if monitor else None,
                          directions=ds)
     result = []
+    norm = model.residual_norm(cfg.eval.monitor_layers[0]) if monitor else 1.0
     for b, text in enumerate(out.texts):
         c = cells[b // len(prompts)]
         P, n = out.prompt_lengths[b], out.generated_lengths[b]
-        proj = {name: [None if v != v else v / model.residual_norm(cfg.eval.monitor_layers[0])
-                       for v in out.projections[name][b, 0, P:P + n].tolist()] for name in monitor}
+        proj = {name: [None if v != v else v
+                       for v in (out.projections[name][b, 0, P:P + n] / norm).tolist()] for name in monitor}
         result.append({"condition": c.label, "prompt": prompts[b % len(prompts)], "text": text,
                        "tokens": out.tokens[b][P:P + n], "projections": proj})
         print(f"[{c.label}] {prompts[b % len(prompts)]}\n  {text.strip()}\n")
