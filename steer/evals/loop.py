@@ -109,11 +109,11 @@ def _summarise_projections(out: Any, b: int, prompt_len: int, gen_len: int,
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     layers = list(getattr(out, "monitor_layers", ()) or ())
     for name, values in (getattr(out, "projections", None) or {}).items():
-        arr = np.asarray(values, dtype=np.float64)          # [B, n_layers, max_len]
+        arr = np.asarray(values[b], dtype=np.float64)       # row b only: [n_layers, max_len]
         per_layer: dict[str, dict[str, Any]] = {}
         for li, layer in enumerate(layers):
             scale = float(norms[layer])
-            row = arr[b, li]
+            row = arr[li]
             last = row[prompt_len - 1] if 0 < prompt_len <= row.shape[0] else float("nan")
             gen = row[prompt_len: prompt_len + gen_len]
             gen = gen[np.isfinite(gen)]
