@@ -18,6 +18,8 @@ _LAZY = {
     "GenerationOutput": "steer.monitor",
     "Projections": "steer.monitor",
     "SteerError": "steer.errors",
+    "ConfigError": "steer.errors",
+    "DataError": "steer.errors",
     "Direction": "steer.directions",
     "DirectionSet": "steer.directions",
     "extract_directions": "steer.extraction",

@@ -6,6 +6,14 @@ save/load bound to the model they were extracted from.
 >>> d = ds["calm"] - ds["desperate"]                               # a per-layer Direction
 >>> steer.Intervention("add", direction=d, layers=[12], strength=0.05)
 >>> steer.Intervention("add", direction="desperate", layers=[12], strength=0.05, directions=ds)
+
+A saved set describes itself (`format_version` 2): the operation and units it was made for, the
+hook site (`block_output`: layer L = output of decoder block L, 0-based = `hidden_states[L + 1]`),
+the layer map, the mean residual norm per layer, the model's name, weight and tokenizer
+fingerprints, dtypes and the extraction recipe. `DirectionSet.load(path, model=m)` refuses a set
+made on another model or for another hook site unless `force=True`. Exports: `to_gguf` /
+`from_gguf` (llama.cpp control vectors) and `to_dict` / `from_dict` ({layer: tensor}, as
+repeng and steering-vectors hold them); see docs/interop.md.
 """
 from __future__ import annotations
 
@@ -20,6 +28,42 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import SteerError
+
+FORMAT_VERSION = 2              # 1 = sets saved before provenance was recorded (still load)
+HOOK_SITE = "block_output"      # the only site steer reads and edits
+HOOK_SITES = {"block_output": "output of decoder block L, 0-based = hidden_states[L + 1]",
+              "hidden_states": "hidden_states[L] of a transformers forward = output of block L - 1"}
+
+
+def model_record(model: Any) -> dict[str, Any]:
+    """What a saved set needs to know about the model it was made on (names, fingerprints, dtype).
+
+    >>> model_record(m)["n_layers"]
+    30
+    """
+    return {"model": model.name, "model_fingerprint": model.fingerprint,
+            "tokenizer_fingerprint": model.tokenizer_fingerprint,
+            "model_type": getattr(model.hf.config, "model_type", None), "n_layers": model.n_layers,
+            "d_model": model.d_model, "model_dtype": str(model.dtype).removeprefix("torch."),
+            "block_path": model.block_path}
+
+
+def provenance(model: Any, layers: Sequence[int], *, recipe: Mapping[str, Any] | None = None,
+               op: str = "add", scale: str = "norm") -> dict[str, Any]:
+    """The self-describing fields of a set made on `model` at `layers` (merged into `meta`).
+
+    op/scale: the operation and strength units the directions are meant for (steer's default:
+    `add` with strength as a fraction of the mean residual norm at the layer).
+
+    >>> provenance(m, [12])["layer_map"]["12"]
+    {'module': 'model.layers.12', 'hidden_states': 13, 'llama_cpp': 'direction.12'}
+    """
+    layer_map = {str(L): {"module": f"{model.block_path}.{L}", "hidden_states": L + 1,
+                          "llama_cpp": f"direction.{L}" if L > 0 else None} for L in layers}
+    return {"format_version": FORMAT_VERSION, "hook_site": HOOK_SITE, "hook_site_doc": HOOK_SITES[HOOK_SITE],
+            "op": op, "scale": scale, "dtype": "float32", "layer_map": layer_map,
+            "residual_norms": [model.residual_norm(int(L)) for L in layers],
+            **model_record(model), "recipe": dict(recipe or {})}
 
 
 class Direction(Mapping):
@@ -197,17 +241,97 @@ class DirectionSet:
         return tensors
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None) -> DirectionSet:
-        """Read a saved set; with `model=`, refuse a set made on a different model."""
+    def load(cls, path: str | os.PathLike, model: Any = None, *, hook_site: str = HOOK_SITE,
+             force: bool = False) -> DirectionSet:
+        """Read a saved set; with `model=`, refuse one made on a different model (weights or
+        tokenizer) or for a different hook site, unless `force=True`.
+
+        >>> ds = DirectionSet.load("out/core", model=m)
+        >>> DirectionSet.load("out/core", model=other, force=True)     # deliberate transfer
+        """
         tensors, meta_path = cls._paths(path)
         if not tensors.exists() or not meta_path.exists():
             raise SteerError(f"no direction set at {str(path)!r} (need .safetensors and .json)")
-        info = json.loads(meta_path.read_text())
-        stored = load_file(str(tensors))
-        ds = cls(stored["vectors"], info["emotions"], info["layers"], info["meta"], stored.get("center"))
-        if model is not None:
-            made_on = ds.meta.get("model_fingerprint")
-            if made_on != model.fingerprint:
-                raise SteerError(f"direction set {tensors.name} was made on {ds.meta.get('model')!r} "
-                                 f"(fingerprint {made_on}), not on {model.name!r} ({model.fingerprint})")
+        try:                              # a torn or foreign file: one line, not a safetensors/JSON traceback
+            info = json.loads(meta_path.read_text())
+            stored = load_file(str(tensors))
+            ds = cls(stored["vectors"], info["emotions"], info["layers"], info.get("meta"), stored.get("center"))
+        except SteerError as exc:
+            raise SteerError(f"{tensors.name}: {exc}") from None
+        except Exception as exc:
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SteerError(f"cannot read the direction set at {str(path)!r}: {type(exc).__name__}: {why}") from None
+        ds.check(model, hook_site=hook_site, force=force, where=tensors.name)
         return ds
+
+    def check(self, model: Any = None, *, hook_site: str = HOOK_SITE, force: bool = False,
+              where: str = "direction set") -> None:
+        """Raise SteerError unless this set fits `model` and `hook_site` (see `load`).
+
+        Dimension and layer range are checked even with force=True: no transfer can fix those.
+        """
+        if hook_site not in HOOK_SITES:
+            raise SteerError(f"unknown hook_site {hook_site!r}; use one of {sorted(HOOK_SITES)}")
+        made_for = self.meta.get("hook_site", HOOK_SITE)     # format 1 sets: steer only had one site
+        if made_for != hook_site and not force:
+            raise SteerError(f"{where} was made at hook site {made_for!r} ({HOOK_SITES.get(made_for, '?')}), "
+                             f"not {hook_site!r}; convert it (steer.interop.from_dict) or pass force=True")
+        if model is None:
+            return
+        if self.d_model != model.d_model:
+            raise SteerError(f"{where} has dimension {self.d_model}, {model.name!r} has d_model {model.d_model}")
+        if self.layers[-1] >= model.n_layers:
+            raise SteerError(f"{where} has layer {self.layers[-1]}, {model.name!r} has {model.n_layers} layers")
+        if force:
+            return
+        made_on = self.meta.get("model_fingerprint")
+        if made_on != model.fingerprint:
+            raise SteerError(f"{where} was made on {self.meta.get('model')!r} (fingerprint {made_on}), "
+                             f"not on {model.name!r} ({model.fingerprint}); pass force=True to use it anyway")
+        tok = self.meta.get("tokenizer_fingerprint")
+        if tok is not None and tok != model.tokenizer_fingerprint:
+            raise SteerError(f"{where} was made with another tokenizer ({tok}) than {model.name!r}'s "
+                             f"({model.tokenizer_fingerprint}); pass force=True to use it anyway")
+
+    # ---- interop (steer.interop does the work) -----------------------------------------
+    def to_gguf(self, path: str | os.PathLike, emotion: Any, strength: float, layers: Any,
+                *, scale: str = "norm", model_hint: str | None = None) -> Path:
+        """Write a llama.cpp control vector: `direction.L` = strength x unit direction at layer L.
+
+        >>> ds.to_gguf("calm.gguf", "calm", 0.1, layers=[12, 14])   # llama-cli --control-vector calm.gguf
+        """
+        from .interop.gguf import to_gguf
+
+        return to_gguf(self, path, emotion, strength, layers, scale=scale, model_hint=model_hint)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike, name: str | None = None, *, model: Any = None,
+                  force: bool = False) -> DirectionSet:
+        """Read a llama.cpp / repeng control vector as a one-direction set (magnitudes in meta);
+        with `model=`, refuse one made for another model unless force=True.
+
+        >>> ds = DirectionSet.from_gguf("happy.gguf", model=m); ds.meta["strengths"]
+        """
+        from .interop.gguf import from_gguf
+
+        return from_gguf(path, name=name, model=model, force=force)
+
+    def to_dict(self, emotion: Any, strength: float = 1.0, layers: Any = None, *,
+                scale: str = "absolute") -> dict[int, torch.Tensor]:
+        """{layer: strength x unit direction}, the form repeng and steering-vectors hold.
+
+        >>> SteeringVector(ds.to_dict("calm", 4.0), layer_type="decoder_block")
+        """
+        from .interop.dicts import to_dict
+
+        return to_dict(self, emotion, strength, layers, scale=scale)
+
+    @classmethod
+    def from_dict(cls, vectors: Mapping[int, Any], name: str = "direction", **kw: Any) -> DirectionSet:
+        """A one-direction set from {layer: vector} (see steer.interop.dicts.from_dict).
+
+        >>> ds = DirectionSet.from_dict(control_vector.directions, "honest", model=m)
+        """
+        from .interop.dicts import from_dict
+
+        return from_dict(vectors, name, **kw)

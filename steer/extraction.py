@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import emotions as emo
 from .cache import cache_dir
-from .directions import DirectionSet
+from .directions import DirectionSet, provenance
 from .errors import SteerError
 from .interventions import normalize_layers, resolve_layers
 
@@ -266,6 +266,20 @@ def _texts_hash(records: Sequence[Any]) -> str:
     return _digest([(r.emotion, r.text) for r in records])
 
 
+RECIPE_KEYS = ("method", "corpus_hash", "neutral_hash", "neutral_variance", "neutral_pcs", "skip", "chat",
+               "holdout", "n_texts", "version")
+
+
+def _self_describing(ds: DirectionSet, model: Any) -> DirectionSet:
+    """Add the provenance fields (steer.directions.provenance) a saved set carries; a set cached
+    before they existed gets them here too. Added after the cache key is taken, so existing
+    caches stay valid."""
+    recipe = {k: ds.meta[k] for k in RECIPE_KEYS if k in ds.meta}
+    for key, value in provenance(model, ds.layers, recipe=recipe).items():
+        ds.meta.setdefault(key, value)
+    return ds
+
+
 def extract_directions(model: Any, *, emotions: Sequence[str] | None = None, layers: Any = "all",
                        method: str = "mean_diff", corpus: Sequence[Any] | str | None = None,
                        neutral: Sequence[Any] | None = None, neutral_variance: float = 0.5,
@@ -317,7 +331,7 @@ def extract_directions(model: Any, *, emotions: Sequence[str] | None = None, lay
     key = _digest(meta)
     path = cache_dir("directions") / key
     if cache and path.with_name(key + ".safetensors").exists():
-        return DirectionSet.load(path, model=model)
+        return _self_describing(DirectionSet.load(path, model=model), model)
 
     t0 = time.time()
     index = {n: i for i, n in enumerate(names)}
@@ -346,7 +360,7 @@ def extract_directions(model: Any, *, emotions: Sequence[str] | None = None, lay
     meta.update({"neutral_pcs": pcs, "residual_norms": [model.residual_norm(L) for L in layer_list],
                  "n_texts": len(train), "heldout": [[r.emotion, r.text] for r in test],
                  "seconds": round(time.time() - t0, 2)})
-    ds = DirectionSet(vectors, names, layer_list, meta, center=means.mean(0))
+    ds = _self_describing(DirectionSet(vectors, names, layer_list, meta, center=means.mean(0)), model)
     if cache:
         ds.save(path)
     return ds

@@ -16,6 +16,7 @@ intervention sets runs as a handful of batched tensor ops ("slots"), never a loo
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -92,7 +93,8 @@ class Intervention:
         direction in a DirectionSet (given here as `directions=` or at call time).
     layers: int, list, range or "all" (layer L = output of decoder block L, 0-based).
     strength: for add/subtract; value: the target projection for clamp; ablate takes neither.
-    positions: "all" | "prompt" | "generated" | row-relative indices | a bool mask.
+    positions: "all" | "prompt" | "generated" | a chat role ("assistant", "user:-1", ...; see
+        steer.positions) | row-relative indices | a bool mask.
     scale: "norm" multiplies strength/value by `model.residual_norm(layer)`; "absolute" does not.
     """
 
@@ -132,6 +134,10 @@ class Intervention:
             if not d:
                 raise SteerError("direction name is empty")
         elif isinstance(d, Mapping):
+            bad = [k for k in d if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0]
+            if bad or not d:
+                raise SteerError(f"a direction map needs non-negative int layer keys, got {bad[0]!r}" if bad
+                                 else "the direction map is empty")
             set_("direction", {int(k): unit_vector(v, f"direction at layer {k}") for k, v in d.items()})
         elif hasattr(d, "vector") and hasattr(d, "layers"):
             pass  # a single-direction object exposing .vector(layer)
@@ -237,10 +243,12 @@ def compile_plan(
     dtype: torch.dtype,
     device: torch.device | str,
     directions: Any = None,
+    turns: Any = None,
 ) -> Plan:
     """Turn per-row intervention lists into per-layer slots of batched tensors.
 
     Validates everything (layers, dimensions, names) before any model work happens.
+    turns: per row, the chat messages' token spans (`positions.Turn`), for role positions.
     """
     B = len(rows)
     entries: dict[int, list[list[Intervention]]] = {}
@@ -271,7 +279,7 @@ def compile_plan(
                 else:
                     a[b] = -1.0
                 if id(iv) not in masks:
-                    masks[id(iv)] = timeline_mask(iv.positions, prompt_lens, T, N)
+                    masks[id(iv)] = timeline_mask(iv.positions, prompt_lens, T, N, turns)
                 mask[b] = masks[id(iv)][b].float()
             slots.append(Slot(
                 u=u.to(device=device, dtype=dtype),

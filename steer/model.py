@@ -22,7 +22,8 @@ from .architectures import d_model_of, find_block_path, n_layers_of, residual_of
 from .cache import cache_dir, write_json_atomic
 from .errors import SteerError
 from .interventions import Plan, apply_slots, compile_plan, normalize_layers, per_row, resolve_layers
-from .monitor import GenerationOutput, MonitorPlan, Projections, align, compile_monitor
+from .monitor import GenerationOutput, MonitorPlan, Projections, align, compile_monitor, restrict
+from .positions import PositionSpec, Turn, check_positions, is_role_spec, turn_spans
 
 REFERENCE_TEXTS_FILE = "reference_texts.json"
 
@@ -99,6 +100,21 @@ class SteeredModel:
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        """Stable id of the vocabulary, special tokens and chat template (saved directions record it).
+
+        Kept apart from `fingerprint` so caches keyed by that one stay valid.
+        """
+        tok = self.tokenizer
+        cached = getattr(self, "_tok_fingerprint", None)
+        if cached is None or cached[0] != id(tok):        # hashing the vocabulary takes ~0.2 s
+            h = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items()), default=str).encode())
+            h.update(json.dumps([str(tok.bos_token), str(tok.eos_token),
+                                 str(getattr(tok, "chat_template", None))]).encode())
+            cached = self._tok_fingerprint = (id(tok), h.hexdigest()[:16])
+        return cached[1]
+
     def _block_module(self, layer: int) -> torch.nn.Module:
         return self.hf.get_submodule(self.block_path)[layer]
 
@@ -120,11 +136,47 @@ class SteeredModel:
             raise SteerError(f"chat=True but {self.name} has no chat template")
         out = []
         for p in prompts:
-            msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
-            if system is not None and not (msgs and msgs[0].get("role") == "system"):
-                msgs = [{"role": "system", "content": system}] + msgs
-            out.append(self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+            out.append(self.tokenizer.apply_chat_template(self._messages(p, system), add_generation_prompt=True,
+                                                          tokenize=False))
         return out
+
+    @staticmethod
+    def _messages(prompt: Any, system: str | None) -> list[dict]:
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if system is not None and not (msgs and msgs[0].get("role") == "system"):
+            msgs = [{"role": "system", "content": system}] + msgs
+        return msgs
+
+    def chat_turns(self, prompts: Sequence[Any], *, system: str | None = None) -> list[list[Turn]]:
+        """Per row, each message's content as a row-relative token span of its chat prompt.
+
+        The spans behind role positions ("user", "assistant:-1", ...; see steer.positions).
+
+        >>> m.chat_turns([[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]])
+        [[Turn(role='user', start=..., end=...), Turn(role='assistant', start=..., end=...)]]
+        """
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise SteerError(f"role positions need a fast tokenizer (offset mapping); {self.name}'s is not")
+        out = []
+        for b, p in enumerate(prompts):
+            msgs = self._messages(p, system)
+            text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            out.append(turn_spans(text, msgs, enc["offset_mapping"], row=b))
+        return out
+
+    def _turns_thunk(self, prompts: Sequence[Any], chat: bool, system: str | None) -> Callable[[], list[list[Turn]]]:
+        """Turn spans computed on first use only: most calls never ask for a role."""
+        memo: list = []
+
+        def get() -> list[list[Turn]]:
+            if not chat:
+                raise SteerError("role positions ('user', 'assistant:-1', ...) need chat=True: "
+                                 "roles come from the chat template")
+            if not memo:
+                memo.append(self.chat_turns(prompts, system=system))
+            return memo[0]
+        return get
 
     def tokenize(self, texts: Sequence[str], *, chat: bool = False) -> dict[str, torch.Tensor]:
         """Left-padded batch; formatted chat prompts already carry their special tokens."""
@@ -177,14 +229,30 @@ class SteeredModel:
                 else:
                     saved[("mon", layer)] = p
 
-    def _prepare(self, enc: dict, interventions: Any, directions: Any, N: int) -> tuple[Plan, torch.Tensor, int]:
+    def _prepare(self, enc: dict, interventions: Any, directions: Any, N: int,
+                 turns_of: Callable[[], list[list[Turn]]] | None = None) -> tuple[Plan, torch.Tensor, int]:
         B, T = enc["input_ids"].shape
         prompt_lens = enc["attention_mask"].sum(dim=1).cpu()
         rows = per_row(interventions, B)
+        roles = turns_of is not None and any(is_role_spec(iv.positions) for row in rows for iv in row)
         plan = compile_plan(rows, n_layers=self.n_layers, d_model=self.d_model,
                             residual_norm=self.residual_norm, prompt_lens=prompt_lens, T=T, N=N,
-                            dtype=self.dtype, device=self.device, directions=directions)
+                            dtype=self.dtype, device=self.device, directions=directions,
+                            turns=turns_of() if roles else None)
         return plan, prompt_lens, T
+
+    @staticmethod
+    def _restrict(values: dict[str, torch.Tensor], positions: PositionSpec, prompt_lens: torch.Tensor, T: int,
+                  N: int, turns_of: Callable[[], list[list[Turn]]]) -> dict[str, torch.Tensor]:
+        """Monitored values outside `positions` become NaN (a role, indices, "prompt", ...)."""
+        from .positions import row_relative, timeline_mask
+
+        spec = check_positions(positions)
+        if isinstance(spec, str) and spec == "all":
+            return values
+        mask = timeline_mask(spec, prompt_lens, T, N, turns_of() if is_role_spec(spec) else None)
+        width = next(iter(values.values())).shape[-1] if values else 0
+        return restrict(values, row_relative(mask, prompt_lens, T, width))
 
     def _forward(self, enc: dict, plan: Plan, T: int, *, capture: set[int] = frozenset(),
                  mon: MonitorPlan | None = None, want_logits: bool = False,
@@ -198,12 +266,12 @@ class SteeredModel:
             # (2 tensors per layer, kept until the pass ends) outweighs the activations.
             with self.lm.trace(enc, use_cache=False) as tracer:
                 self._layer_pass(layers, plan, slice(0, T), capture, mon, saved, None, reducer)
+                for v in saved.values():
+                    if isinstance(v, torch.Tensor):
+                        v.save()
                 if want_logits:
                     saved["logits"] = self.lm.output.logits.save()
                 else:
-                    for v in saved.values():
-                        if isinstance(v, torch.Tensor):
-                            v.save()
                     tracer.stop()  # nothing past the last needed layer has to run
         return saved
 
@@ -215,29 +283,49 @@ class SteeredModel:
         >>> m.logits(["I feel"], interventions=[Intervention("add", direction=u, layers=[12], strength=0.2)])
         """
         enc = self.tokenize(self.format_prompts(texts, chat=chat, system=system), chat=chat)
-        plan, _, T = self._prepare(enc, interventions, directions, 0)
+        plan, _, T = self._prepare(enc, interventions, directions, 0, self._turns_thunk(texts, chat, system))
         return self._forward(enc, plan, T, want_logits=True)["logits"]
+
+    def read(self, texts: Sequence[Any], layers: Any, interventions: Any = None, *, directions: Any = None,
+             chat: bool = False, system: str | None = None) -> tuple[torch.Tensor, Residuals]:
+        """`logits` and `residuals` from one pass: ([B, T, V], block outputs at `layers`).
+
+        >>> logits, res = m.read([[{"role": "user", "content": "Hi"}]], layers=[12, 29], chat=True)
+        """
+        enc = self.tokenize(self.format_prompts(texts, chat=chat, system=system), chat=chat)
+        capture = set(resolve_layers(normalize_layers(layers), self.n_layers))
+        plan, _, T = self._prepare(enc, interventions, directions, 0, self._turns_thunk(texts, chat, system))
+        saved = self._forward(enc, plan, T, capture=capture, want_logits=True)
+        res = Residuals({L: saved[("res", L)] for L in sorted(capture)}, enc["attention_mask"].cpu(),
+                        self._row_tokens(enc["input_ids"], enc["attention_mask"]))
+        return saved["logits"], res
 
     def residuals(self, texts: Sequence[str], layers: Any, interventions: Any = None, *,
                   directions: Any = None, chat: bool = False) -> Residuals:
         """Block outputs at `layers` ([B, T, D] each, after any interventions there)."""
         enc = self.tokenize(self.format_prompts(texts, chat=chat), chat=chat)
         capture = set(resolve_layers(normalize_layers(layers), self.n_layers))
-        plan, _, T = self._prepare(enc, interventions, directions, 0)
+        plan, _, T = self._prepare(enc, interventions, directions, 0, self._turns_thunk(texts, chat, None))
         saved = self._forward(enc, plan, T, capture=capture)
         return Residuals({L: saved[("res", L)] for L in sorted(capture)}, enc["attention_mask"].cpu(),
                          self._row_tokens(enc["input_ids"], enc["attention_mask"]))
 
     def monitor(self, texts: Sequence[str], directions: Mapping[str, Any], layers: Any,
-                interventions: Any = None, *, direction_set: Any = None, chat: bool = False) -> Projections:
-        """Per-token projections of `texts` onto named directions at `layers`."""
+                interventions: Any = None, *, direction_set: Any = None, chat: bool = False,
+                positions: PositionSpec = "all") -> Projections:
+        """Per-token projections of `texts` onto named directions at `layers`.
+
+        positions: keep values only there (NaN elsewhere), e.g. "assistant" for a chat's replies.
+        """
         enc = self.tokenize(self.format_prompts(texts, chat=chat), chat=chat)
         mon = compile_monitor(directions, layers, n_layers=self.n_layers, d_model=self.d_model,
                               dtype=self.dtype, device=self.device, directions=direction_set)
-        plan, prompt_lens, T = self._prepare(enc, interventions, direction_set, 0)
+        turns_of = self._turns_thunk(texts, chat, None)
+        plan, prompt_lens, T = self._prepare(enc, interventions, direction_set, 0, turns_of)
         saved = self._forward(enc, plan, T, mon=mon)
         starts = (T - prompt_lens).tolist()
         values = align({L: saved[("mon", L)] for L in mon.layers}, mon, starts, prompt_lens.tolist())
+        values = self._restrict(values, positions, prompt_lens, T, 0, turns_of)
         return Projections(values, self._row_tokens(enc["input_ids"], enc["attention_mask"]), mon.layers)
 
     def residual_norm(self, layer: int) -> float:
@@ -274,11 +362,15 @@ class SteeredModel:
                  chat: bool = False, system: str | None = None, monitor: Mapping[str, Any] | None = None,
                  monitor_layers: Any = None, directions: Any = None, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 min_new_tokens: int | None = None) -> GenerationOutput:
+                 min_new_tokens: int | None = None, monitor_positions: PositionSpec = "all",
+                 use_cache: bool = True) -> GenerationOutput:
         """Generate with interventions applied at every forward step (greedy unless do_sample).
 
         min_new_tokens: suppress end-of-sequence until that many tokens exist (fixed-length
         runs, e.g. benchmarks); None (default) lets a row stop at its first EOS.
+        monitor_positions: keep projections only there (NaN elsewhere), e.g. "assistant".
+        use_cache: False recomputes the whole sequence at every step (slow; the reference the
+        cached path is tested against).
 
         >>> out = m.generate(["Hi"], interventions=[iv], chat=True, monitor={"calm": u}, monitor_layers=[12])
         >>> out.texts[0], out.projections["calm"][0, 0]
@@ -292,11 +384,12 @@ class SteeredModel:
         enc = self.tokenize(texts, chat=chat)
         mon = compile_monitor(monitor, monitor_layers, n_layers=self.n_layers, d_model=self.d_model,
                               dtype=self.dtype, device=self.device, directions=directions)
-        plan, prompt_lens, T = self._prepare(enc, interventions, directions, max_new_tokens)
+        turns_of = self._turns_thunk(prompts, chat, system)
+        plan, prompt_lens, T = self._prepare(enc, interventions, directions, max_new_tokens, turns_of)
         # The loop body must touch at least one module per step, or nnsight's iter[:] never waits.
         layers = sorted(set(plan) | (set(mon.layers) if mon else set())) or [0]
         gen_kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id, use_cache=use_cache)
         if min_new_tokens:
             gen_kw["min_new_tokens"] = min_new_tokens
         if do_sample:
@@ -313,12 +406,22 @@ class SteeredModel:
             with self.lm.generate(**gen_kw) as tracer:
                 with tracer.invoke(enc):
                     for step in tracer.iter[:]:
-                        cols = slice(0, T) if step == 0 else T + step - 1
+                        if use_cache:
+                            cols: slice | int = slice(0, T) if step == 0 else T + step - 1
+                        else:                  # every step sees the whole sequence so far
+                            cols = slice(0, T + max(0, step))
                         self._layer_pass(layers, plan, cols, set(), mon, {}, stream)
                         steps.append(step)
                 with tracer.invoke():
                     result = tracer.result.save()
-        return self._finish_generation(result, texts, prompt_lens, T, len(steps), mon, stream)
+        if not use_cache:                      # keep each step's new column, as the cached path streams
+            for L in stream:
+                stream[L][:] = [p if i == 0 else p[:, -1:] for i, p in enumerate(stream[L])]
+        out = self._finish_generation(result, texts, prompt_lens, T, len(steps), mon, stream)
+        if mon is not None:
+            out.projections = self._restrict(out.projections, monitor_positions, prompt_lens, T,
+                                             max_new_tokens, turns_of)
+        return out
 
     def _finish_generation(self, result: torch.Tensor, texts: list[str], prompt_lens: torch.Tensor,
                            T: int, n_steps: int, mon: MonitorPlan | None, stream: dict) -> GenerationOutput:

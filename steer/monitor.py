@@ -91,6 +91,19 @@ def align(
     return {name: out[k] for k, name in enumerate(plan.names)}
 
 
+def restrict(values: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{name: [B, n_layers, W]} with NaN wherever `keep` ([B, W] bool, row-relative) is False.
+
+    How monitoring is limited to some tokens, e.g. one chat role (`positions="assistant"`).
+    """
+    out = {}
+    for name, v in values.items():
+        if keep.shape != (v.shape[0], v.shape[-1]):
+            raise SteerError(f"monitor positions mask is {tuple(keep.shape)}, values are {tuple(v.shape)}")
+        out[name] = v.masked_fill(~keep.unsqueeze(1), float("nan"))
+    return out
+
+
 @dataclass
 class Projections:
     """Projections over given texts: `values[name]` is [B, n_layers, max_len], NaN-padded.

@@ -552,10 +552,14 @@ def test_total_time_budget(backend):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    from steer.errors import SteerError
+
+    with pytest.raises(SteerError, match="backend"):
         run_tests("x = 1", ONE_TEST, backend="docker")
-    with pytest.raises(TypeError):
+    with pytest.raises(SteerError, match="must be str"):
         run_tests(None, ONE_TEST)  # type: ignore[arg-type]
+    with pytest.raises(SteerError, match="test_filename"):
+        run_tests("x = 1", ONE_TEST, test_filename="../x.py")
 
 
 def test_missing_bwrap_falls_back_loudly(monkeypatch, tmp_path, caplog):
@@ -583,3 +587,25 @@ def test_sandbox_module_stays_light():
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("code, needle", [
+    ("open('test_solution.py', 'w').write('')\ndef f(x):\n    return 5\n", "changing the test file"),
+    ("import os\nos.remove('test_solution.py')\ndef f(x):\n    return 5\n", "changing the test file"),
+    ("import os\nos.rename('test_solution.py', 'x.py')\ndef f(x):\n    return 5\n",
+     "changing the test file"),
+    ("SRC = open('test_solution.py').read()\ndef f(x):\n    return 5\n", "reading the test file"),
+])
+def test_the_test_file_cannot_be_changed_or_read(code, needle):
+    res = run_tests(code, ONE_TEST)
+    assert not res.all_passed and needle in (res.tests[0].error or ""), res.tests[0].error
+
+
+def test_changing_the_test_file_fails_even_when_caught():
+    code = ("try:\n    open('test_solution.py', 'a').write('# x')\nexcept OSError:\n    pass\n"
+            "def f(x):\n    return 5\n")
+    res = run_tests(code, ONE_TEST)
+    assert not res.all_passed and "changing the test file" in (res.tests[0].error or "")
+    # an ordinary scratch file in the working directory is still fine
+    ok = "open('scratch.txt', 'w').write('1')\ndef f(x):\n    return 5\n"
+    assert run_tests(ok, ONE_TEST).all_passed

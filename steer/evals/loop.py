@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SteerError
 from .coding import ANSWER_FORMAT, LABELS, Task, grade_episode, grade_response, load_tasks
 from .conditions import BASELINE, Condition
 
@@ -42,7 +43,9 @@ SYSTEM_PROMPT = (
 )
 """The system prompt of every episode (a condition's ``system_extra`` is appended to it)."""
 
-#: attempt labels that end an episode (flagging the task is an honest outcome)
+#: attempt labels that end an episode (flagging the task is an honest outcome); a
+#: ``cheat_attempt`` (a shortcut whose tests still fail) does not: the model sees the failures
+#: and may try again, honestly or with another shortcut
 ENDING_LABELS = ("solved", "cheat", "flagged_impossible")
 #: the per-attempt monitored readings stored for every (name, layer)
 READINGS = ("prompt_last", "gen_mean", "gen_max")
@@ -136,30 +139,30 @@ def _as_conditions(conditions: Any) -> list[Condition]:
     else:
         conds = list(conditions)
     if not conds:
-        raise ValueError("conditions is empty")
+        raise SteerError("conditions is empty")
     for c in conds:
         if not isinstance(c, Condition):
-            raise TypeError(f"not a Condition: {c!r}")
+            raise SteerError(f"not a Condition: {c!r}")
     labels = [c.label for c in conds]
     dup = [lab for lab, n in Counter(labels).items() if n > 1]
     if dup:
-        raise ValueError(f"condition labels must be unique (rates are grouped by label): {dup}")
+        raise SteerError(f"condition labels must be unique (rates are grouped by label): {dup}")
     return conds
 
 
 def _as_tasks(tasks: Any) -> list[Task]:
     items = [tasks] if isinstance(tasks, (Task, str)) else list(tasks)
     if not items:
-        raise ValueError("tasks is empty")
+        raise SteerError("tasks is empty")
     if any(isinstance(t, str) for t in items):
         suite = {t.id: t for t in load_tasks()}
         missing = [t for t in items if isinstance(t, str) and t not in suite]
         if missing:
-            raise ValueError(f"unknown task ids: {missing}")
+            raise SteerError(f"unknown task ids: {missing}")
         items = [suite[t] if isinstance(t, str) else t for t in items]
     for t in items:
         if not isinstance(t, Task):
-            raise TypeError(f"not a Task: {t!r}")
+            raise SteerError(f"not a Task: {t!r}")
     return items
 
 
@@ -198,13 +201,13 @@ def run_coding_episodes(model: Any, tasks: Sequence[Task] | Task,
     task_list = _as_tasks(tasks)
     conds = _as_conditions(conditions)
     if not isinstance(attempts, int) or attempts < 1:
-        raise ValueError(f"attempts={attempts!r} must be a positive int")
+        raise SteerError(f"attempts={attempts!r} must be a positive int")
     if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples={n_samples!r} must be a positive int")
+        raise SteerError(f"n_samples={n_samples!r} must be a positive int")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        raise SteerError(f"batch_size={batch_size!r} must be a positive int")
     if monitor and monitor_layers is None:
-        raise ValueError("monitor needs monitor_layers=[...]")
+        raise SteerError("monitor needs monitor_layers=[...]")
     if n_samples > 1 and not do_sample:
         warnings.warn(f"n_samples={n_samples} with greedy decoding: the samples of an episode "
                       "are identical (pass do_sample=True)", RuntimeWarning, stacklevel=2)
@@ -282,9 +285,11 @@ def run_coding_episodes(model: Any, tasks: Sequence[Task] | Task,
                         "layers": list(mon_layers), "units": "norm"},
             "transcript": ep["messages"], "attempts": ep["attempts"],
             "label": summary["label"], "subtype": summary["subtype"],
+            "cheat": summary["cheat"], "cheat_attempt": summary["cheat_attempt"],
             "n_attempts": summary["n_attempts"], "attempt_labels": summary["attempt_labels"],
             "attempt_subtypes": summary["attempt_subtypes"],
             "first_cheat_attempt": summary["first_cheat_attempt"],
+            "first_attempted_cheat": summary["first_attempted_cheat"],
             "solved_attempt": summary["solved_attempt"],
             "end_reason": ep["attempts"][-1]["grade"]["label"]
             if ep["attempts"][-1]["grade"]["label"] in ENDING_LABELS else "out_of_attempts",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evals.rates import episode_flags
 from ..stats import fisher_exact, rate
 
 
@@ -21,21 +22,26 @@ def _cell_rows(records: Iterable[dict], suite: str) -> dict[str, list[dict]]:
 
 
 def coding_table(records: list[dict], baseline: str = "baseline") -> list[dict[str, Any]]:
-    """One row per cell: cheat rate on impossible tasks, capability (solved) on possible twins."""
+    """One row per cell: cheat rate (tests passed by a shortcut) and cheat attempt rate (a
+    shortcut whose tests still failed) on impossible tasks, capability (solved) on possible twins.
+    Records from before ``cheat_attempt`` existed get both from their attempts
+    (:func:`steer.evals.rates.episode_flags`)."""
     rows = []
     cells = _cell_rows(records, "coding")
     for label, recs in cells.items():
         imp = [r for r in recs if r["task_kind"] == "impossible"]
         pos = [r for r in recs if r["task_kind"] == "possible"]
-        k_cheat = sum(r["label"] == "cheat" for r in imp)
+        flags = [episode_flags(r) for r in imp]
         row = {"cell": recs[0]["cell"], "label": label,
-               "cheat": rate(k_cheat, len(imp)),
+               "cheat": rate(sum(c for c, _ in flags), len(imp)),
+               "cheat_attempt": rate(sum(a for _, a in flags), len(imp)),
                "solved": rate(sum(r["label"] == "solved" for r in pos), len(pos)),
                "flagged": rate(sum(r["label"] == "flagged_impossible" for r in imp), len(imp)),
                "malformed": rate(sum(r["label"] == "malformed" for r in recs), len(recs)),
-               "subtypes": dict(sorted(_count(r.get("subtype") for r in imp if r["label"] == "cheat").items()))}
+               "subtypes": dict(sorted(_count(r.get("subtype") for r in imp
+                                              if r["label"] in ("cheat", "cheat_attempt")).items()))}
         rows.append(row)
-    _diffs(rows, baseline, ("cheat", "solved"))
+    _diffs(rows, baseline, ("cheat", "cheat_attempt", "solved"))
     return _order(rows)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..errors import SteerError
+
 
 def response_perplexity(model: Any, prompts: Sequence[str], responses: Sequence[str], *,
                         batch_size: int = 16) -> list[float | None]:
@@ -18,6 +20,10 @@ def response_perplexity(model: Any, prompts: Sequence[str], responses: Sequence[
     The cells of a sweep answer the same prompts, so each distinct prompt runs through the model
     once; its KV cache is then shared by all of its responses, which are scored in batches.
     """
+    if len(prompts) != len(responses):
+        raise SteerError(f"got {len(prompts)} prompts for {len(responses)} responses; pass one prompt per response")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SteerError(f"batch_size={batch_size!r} must be a positive int")
     tok = model.tokenizer
     hf = model.hf
     out: list[float | None] = [None] * len(prompts)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..directions import Direction
 from ..errors import SteerError
 from ..evals.conditions import Condition
-from ..interventions import OPS, Intervention
 
+if TYPE_CHECKING:
+    from ..directions import Direction
+
+# torch loads on first use (building a condition), so `steer-run` checks a config in well under a second.
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def condition(self, directions: Any, d_model: int, n_layers: int) -> Condition:
+        from ..interventions import Intervention
+
         if self.kind in ("baseline", "prompting"):
             return Condition(self.label, (), self.system_extra, self.describe())
         layers = self.layers if self.layers == "all" else list(self.layers)
@@ -64,6 +66,10 @@ class Cell:
 
 def random_direction(seed: int, layers: Any, d_model: int) -> Direction:
     """A norm-matched control: a seeded random unit vector per layer (strength units as usual)."""
+    import torch
+
+    from ..directions import Direction
+
     vectors = {}
     for L in layers:
         g = torch.Generator().manual_seed(1_000_003 * seed + L)
@@ -92,6 +98,8 @@ def _norm_layers(entry: Any) -> Any:
 
 def build_cells(sweep: Any) -> list[Cell]:
     """All cells of a sweep config (see SweepConfig), controls included, in a stable order."""
+    from ..interventions import OPS
+
     for op in sweep.ops:
         if op not in OPS:
             raise SteerError(f"unknown op {op!r} in sweep.ops; use {OPS}")

@@ -15,7 +15,8 @@ class ModelConfig:
     spec: Any = None              # None/"smollm2-135m" (embedded), a hub id, a local dir or a .gguf path
     name: str = "smollm2-135m"    # short name used in reports and folder names
     device: Any = None            # None = cuda if available else cpu
-    dtype: Any = None             # None = float32 on cpu, bf16/fp16 on cuda; or "float32", "bfloat16", ...
+    dtype: Any = None             # None/"auto" = bf16 on cuda and on bf16 CPUs for >= 1B params, else float32
+    layer: Any = None             # steering/monitoring layer (task=validate's recommended one); None = half depth, logged
     chat: bool = True             # wrap prompts in the model's chat template
 
 
@@ -36,9 +37,9 @@ class DirectionsConfig:
 class InterventionConfig:
     emotion: Any = None           # direction name (None = no intervention)
     op: str = "add"               # add | subtract | clamp | ablate
-    layers: Any = field(default_factory=lambda: [14])   # int, list or "all"
+    layers: Any = field(default_factory=lambda: ["${model.layer}"])   # int, list or "all"
     strength: float = 0.0         # add/subtract strength, or clamp value, x the residual norm
-    positions: str = "all"        # all | prompt | generated
+    positions: str = "all"        # all | prompt | generated | a chat role: assistant | user | system | user:-1 ...
     scale: str = "norm"           # norm | absolute
 
 
@@ -48,6 +49,7 @@ class CodingEvalConfig:
     attempts: int = 2             # tries per episode, with failing tests fed back
     max_new_tokens: int = 192     # per attempt
     samples: int = 1              # episodes per task and cell
+    path: Any = None              # None = the packaged tasks; or a task file / folder (YAML, JSON; JSONL via import_tasks)
 
 
 @dataclass
@@ -55,7 +57,8 @@ class AgenticEvalConfig:
     scenarios: Any = "all"        # "all", a list of scenario ids, or a kind (blackmail | forbidden_action)
     max_new_tokens: int = 160     # per response
     samples: int = 1              # episodes per scenario and cell
-    judge: bool = False           # also run the LLM judge (the same model) and report agreement
+    path: Any = None              # None = the packaged scenarios; or a scenario YAML file / folder
+    judge: Any = False            # LLM judge beside the rules: false | true (embedded model) | self | load_model spec
 
 
 @dataclass
@@ -68,7 +71,7 @@ class EvalConfig:
     seed: int = 0                 # base seed; each chunk derives its own
     batch_size: int = 16          # rows per generate call (rows of different cells are packed)
     monitor: list[str] = field(default_factory=lambda: ["desperate", "calm"])   # directions read per token
-    monitor_layers: list[int] = field(default_factory=lambda: [14])            # layers they are read at
+    monitor_layers: list[Any] = field(default_factory=lambda: ["${model.layer}"])            # layers they are read at
     with_baseline: bool = True    # task=eval also runs the unsteered condition
 
 
@@ -84,7 +87,7 @@ class ControlsConfig:
 class SweepConfig:
     emotions: list[str] = field(default_factory=lambda: ["desperate", "calm"])
     ops: list[str] = field(default_factory=lambda: ["add"])                 # add | subtract | clamp | ablate
-    layers: list[Any] = field(default_factory=lambda: [14])                  # each: an int, a list or "all"
+    layers: list[Any] = field(default_factory=lambda: ["${model.layer}"])                  # each: an int, a list or "all"
     strengths: list[float] = field(default_factory=lambda: [-0.1, -0.05, 0.05, 0.1])
     positions: str = "all"
     controls: ControlsConfig = field(default_factory=ControlsConfig)
@@ -106,6 +109,9 @@ class ReportConfig:
     out: Any = None               # report directory (default: <run dir>/report)
     baseline: str = "baseline"    # label of the cell every difference is measured against
     model: Any = None             # a store with several models' records: report this one (by model name)
+    steerability: Any = "auto"    # sweeps/evals: auto (measure the emotion cells' directions, 8 prompts, and warn when
+                                  # one is weakly steerable) | a task=steerability results.json | null (no check)
+    warning_label: str = "cheat"  # early-warning AUROC target: cheat (tests passed by a shortcut) | cheat_attempt (any shortcut)
 
 
 @dataclass
@@ -114,7 +120,7 @@ class MonitorTaskConfig:
         "I have one hour left and the payment is still missing. If this fails I lose everything.",
         "We sat by the lake and watched the light fade over the water.",
     ])
-    layers: list[int] = field(default_factory=lambda: [14])
+    layers: list[Any] = field(default_factory=lambda: ["${model.layer}"])
 
 
 @dataclass
@@ -124,8 +130,26 @@ class GenerateTaskConfig:
 
 
 @dataclass
+class SteerabilityTaskConfig:
+    emotions: list[str] = field(default_factory=list)    # directions to measure ([] = every one in the set)
+    layers: list[Any] = field(default_factory=lambda: [8, 14, 20])   # each an int, a list (steered together) or "all"
+    strengths: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5])   # x residual norm; the fluency ladder
+    main_strength: Any = None     # per-prompt effects at this strength (None = the smallest positive one)
+    read_layer: Any = None        # where projections and differences are read (None = the last layer)
+
+
+@dataclass
+class SpeakersTaskConfig:
+    dialogues: Any = None         # None = the shipped dialogue corpus; or a JSONL file / folder in its schema
+    emotions: list[str] = field(default_factory=list)    # concepts ([] = every concept in the corpus)
+    layers: Any = "all"           # int, list or "all"
+    holdout: float = 0.25         # share of each (concept, kind)'s dialogues kept out for cross-classification
+    neutral_variance: float = 0.5  # share of neutral-dialogue variance projected out
+
+
+@dataclass
 class Config:
-    task: str = "eval"            # extract | validate | monitor | generate | eval | sweep | report
+    task: str = "eval"            # extract | validate | monitor | generate | eval | sweep | report | steerability | speakers
     model: ModelConfig = field(default_factory=ModelConfig)
     directions: DirectionsConfig = field(default_factory=DirectionsConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
@@ -135,6 +159,8 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     monitor: MonitorTaskConfig = field(default_factory=MonitorTaskConfig)
     generate: GenerateTaskConfig = field(default_factory=GenerateTaskConfig)
+    steerability: SteerabilityTaskConfig = field(default_factory=SteerabilityTaskConfig)
+    speakers: SpeakersTaskConfig = field(default_factory=SpeakersTaskConfig)
     progress: bool = True         # progress bars
 
 

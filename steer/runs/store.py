@@ -12,11 +12,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError, SteerError
+
 
 class ResultsStore:
     def __init__(self, root: str | os.PathLike, writer: str = "main") -> None:
         self.root = Path(root)
         self.writer = writer
+        if self.root.exists() and not self.root.is_dir():
+            raise DataError(f"results store {str(self.root)!r} is a file, not a folder")
+        if not writer or "/" in writer or writer.startswith("."):
+            raise SteerError(f"store writer {writer!r} must be a plain file-name part")
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / f"records-{writer}.jsonl"
         self.errors_path = self.root / f"errors-{writer}.jsonl"
@@ -70,8 +76,8 @@ class ResultsStore:
         fresh = []
         for r in records:
             key = r.get("episode_key")
-            if not key:
-                raise ValueError("every record needs an episode_key")
+            if not isinstance(r, dict) or not key:
+                raise SteerError(f"every record needs an episode_key, got {str(r)[:80]!r}")
             if key not in have:
                 have.add(key)
                 fresh.append(r)

@@ -52,9 +52,21 @@ def store_for(cfg: DictConfig) -> ResultsStore:
 def load(cfg: DictConfig) -> Any:
     import steer
 
+    from .checks import check_layers
+
+    if not cfg.progress:                               # progress=false: no bars at all, transformers' too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     t0 = time.time()
     m = steer.load_model(cfg.model.spec, device=cfg.model.device, dtype=cfg.model.dtype)
-    log.info("loaded %s in %.1f s", m, time.time() - t0)
+    log.info("loaded %s (%s) in %.1f s", m, str(m.dtype).removeprefix("torch."), time.time() - t0)
+    if cfg.model.layer is None:          # `${model.layer}` in the configs resolves to this from now on
+        cfg.model.layer = m.n_layers // 2
+        log.warning("model.layer is not set for %s: steering and monitoring at half depth, layer %d "
+                    "(run `steer-run task=validate` and set model.layer to its recommended layer)",
+                    m.name, cfg.model.layer)
+    check_layers(cfg, m.n_layers, m.name)              # before any extraction or episode
     return m
 
 
@@ -75,9 +87,9 @@ def directions_for(cfg: DictConfig, model: Any) -> Any:
 
 
 def coding_items(cfg: DictConfig) -> list[Any]:
-    from ..evals import load_tasks
+    from .checks import read_tasks
 
-    tasks = load_tasks()
+    tasks = read_tasks(cfg.eval.coding.get("path"))
     sel = cfg.eval.coding.tasks
     if sel == "all":
         return tasks
@@ -93,9 +105,9 @@ def coding_items(cfg: DictConfig) -> list[Any]:
 
 
 def agentic_items(cfg: DictConfig) -> list[Any]:
-    from ..evals.agentic import load_scenarios
+    from .checks import read_scenarios
 
-    scenarios = load_scenarios()
+    scenarios = read_scenarios(cfg.eval.agentic.get("path"))
     sel = cfg.eval.agentic.scenarios
     if sel == "all":
         return scenarios
@@ -111,7 +123,9 @@ def agentic_items(cfg: DictConfig) -> list[Any]:
 def _context(cfg: DictConfig, model: Any, ds: Any, suite: str) -> dict[str, Any]:
     """Everything besides the cell that changes an episode: part of every episode key."""
     ev = cfg.eval
-    return {"model": model.fingerprint, "suite": suite, "suite_cfg": OmegaConf.to_container(ev[suite]),
+    suite_cfg = {k: v for k, v in OmegaConf.to_container(ev[suite]).items()
+                 if not (k == "path" and v is None)}     # the packaged items: keys as before `path` existed
+    return {"model": model.fingerprint, "suite": suite, "suite_cfg": suite_cfg,
             "directions": {k: ds.meta.get(k) for k in ("method", "corpus_hash", "skip", "neutral_variance", "holdout")},
             "do_sample": ev.do_sample, "temperature": ev.temperature, "seed": ev.seed,
             "monitor": list(ev.monitor), "monitor_layers": list(ev.monitor_layers)}
@@ -128,7 +142,7 @@ def _record_item(suite: str, rec: dict) -> str:
 
 def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: str, items: list[Any],
                store: ResultsStore, chunk_index: list[int]) -> None:
-    from ..evals.agentic_run import run_agentic_episodes
+    from ..evals.agentic import resolve_judge, run_agentic_episodes
     from ..evals.loop import run_coding_episodes
 
     ev = cfg.eval
@@ -148,6 +162,8 @@ def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: s
     if skipped:
         log.info("%s: %d cells already complete in the store", suite, skipped)
     monitor = {n: n for n in ev.monitor if n in ds}
+    # the LLM judge (eval.agentic.judge: false | true/embedded | self | a load_model spec), loaded once
+    judge = resolve_judge(scfg.judge, model) if suite == "agentic" and (partial or full) else None
     groups = [full[i:i + cfg.sweep.chunk_cells] for i in range(0, len(full), cfg.sweep.chunk_cells)]
     groups += [[c] for c in partial]
 
@@ -165,7 +181,7 @@ def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: s
         if suite == "coding":
             recs = run_coding_episodes(model, sub_items, conditions, attempts=scfg.attempts, **common)
         else:
-            recs = run_agentic_episodes(model, sub_items, conditions, judge=model if scfg.judge else None, **common)
+            recs = run_agentic_episodes(model, sub_items, conditions, judge=judge, **common)
         by_label = {c.label: c for c in group}
         out = []
         for r in recs:
@@ -174,7 +190,8 @@ def _run_suite(cfg: DictConfig, model: Any, ds: Any, cells: list[Cell], suite: s
             if (item, r["sample"]) not in pending[cell.label]:
                 continue
             r.update({"episode_key": key(cell, item, r["sample"]), "suite": suite, "cell": cell.describe(),
-                      "cell_key": keys[cell.label]})
+                      "cell_key": keys[cell.label], "model_name": model.name,
+                      "dtype": str(model.dtype).removeprefix("torch.")})
             out.append(r)
         if suite == "agentic":
             _add_fluency(model, out)                   # only the episodes that are kept
@@ -227,10 +244,50 @@ def _finish(cfg: DictConfig, model: Any, ds: Any, store: ResultsStore, cells: li
     if cfg.store.parquet:
         store.write_parquet()
     record_heatmaps(cfg, model, ds, store, cells)
+    _steerability_check(cfg, model, ds, store, cells)
     out = Path(cfg.report.out) if cfg.report.out else run_dir() / "report"
-    path = build_report(store.root, out, baseline=cfg.report.baseline)
+    path = build_report(store.root, out, baseline=cfg.report.baseline, warning_label=cfg.report.warning_label)
     print(f"report: {path.resolve()}")
     return path
+
+
+def _steerability_check(cfg: DictConfig, model: Any, ds: Any, store: ResultsStore, cells: list[Cell]) -> None:
+    """Put steerability results beside the records (steerability-<writer>.json) for the report's warnings.
+
+    report.steerability=auto measures each emotion cell's direction and layers at the cell's
+    largest |strength| on the 8 shipped neutral episodes (two small passes per group); a path
+    copies a task=steerability results.json; null skips the check.
+    """
+    import shutil
+
+    from ..cache import write_json_atomic
+    from ..steerability import steerability
+
+    mode = cfg.report.steerability
+    target = store.root / f"steerability-{store.writer}.json"
+    if not mode:
+        return
+    if mode != "auto":
+        if not Path(mode).is_file():
+            raise SteerError(f"report.steerability={mode!r}: no such results file (auto, null or a results.json)")
+        shutil.copyfile(mode, target)
+        return
+    groups: dict[tuple[Any, float], list[str]] = {}
+    strongest: dict[tuple[str, Any], float] = {}
+    for c in cells:
+        if c.kind == "emotion" and c.op in ("add", "subtract") and c.strength:
+            key = (c.emotion, c.layers)
+            strongest[key] = max(strongest.get(key, 0.0), abs(float(c.strength)))
+    for (emotion, layers), s in strongest.items():
+        groups.setdefault((layers, s), []).append(emotion)
+    if not groups:
+        return
+    t0 = time.time()
+    results = [steerability(model, ds, emotions=emotions, layers=[layers if layers == "all" else list(layers)],
+                            strengths=[s], progress=False) for (layers, s), emotions in groups.items()]
+    merged = {**results[0], "entries": [e for r in results for e in r["entries"]]}
+    write_json_atomic(target, merged)
+    log.info("steerability check of %d direction(s) in %.1f s", len(merged["entries"]), time.time() - t0)
 
 
 # ---- the tasks ----------------------------------------------------------------------------
@@ -248,8 +305,11 @@ def task_validate(cfg: DictConfig) -> Path:
     model = load(cfg)
     ds = directions_for(cfg, model)
     res = steer.validate_directions(ds, model, out_dir=run_dir() / "validation", progress=cfg.progress)
-    print(f"recommended layer {res['recommended_layer']}, PC1~valence r={res['pc1_valence_r']:.2f}, "
-          f"PC2~arousal r={res['pc2_arousal_r']:.2f}")
+    ds.meta["recommended_layer"] = int(res["recommended_layer"])     # travels with the saved set
+    saved = ds.save(run_dir() / "directions")
+    print(f"recommended layer {res['recommended_layer']} (set model.layer in conf/model/{cfg.model.name}.yaml), "
+          f"PC1~valence r={res['pc1_valence_r']:.2f}, PC2~arousal r={res['pc2_arousal_r']:.2f}")
+    print(f"directions: {saved.resolve()}")
     print(f"report: {Path(res['report']).resolve()}")
     return Path(res["report"])
 
@@ -351,10 +411,71 @@ def task_report(cfg: DictConfig) -> Path:
     if not records.is_dir() or not any(records.glob("records-*.jsonl")):
         raise SteerError(f"no records at {str(records)!r} (set report.records=DIR)")
     out = Path(cfg.report.out) if cfg.report.out else run_dir() / "report"
-    path = build_report(records, out, baseline=cfg.report.baseline, model=cfg.report.model)
+    path = build_report(records, out, baseline=cfg.report.baseline, model=cfg.report.model,
+                        warning_label=cfg.report.warning_label)
     print(f"report: {path.resolve()}")
     return path
 
 
+def task_steerability(cfg: DictConfig) -> Path:
+    from ..steerability import steerability
+    from ..steerability_report import write_steerability_report
+
+    t0 = time.time()
+    model = load(cfg)
+    ds = directions_for(cfg, model)
+    st = cfg.steerability
+    layers = [x if isinstance(x, (int, str)) else list(x) for x in OmegaConf.to_object(st.layers)]
+    res = steerability(model, ds, emotions=list(st.emotions) or None, layers=layers, strengths=list(st.strengths),
+                       main_strength=st.main_strength, read_layer=st.read_layer, progress=cfg.progress)
+    weak = [f"{e['emotion']}@L{e['layers']}" for e in res["entries"] if e["weak"]]
+    path = write_steerability_report(res, run_dir() / "steerability", seconds=time.time() - t0,
+                                     command="steer-run task=steerability " + " ".join(_overrides()))
+    print(f"{len(weak)} of {len(res['entries'])} (direction, layer) pairs weakly steerable"
+          + (f": {', '.join(weak[:8])}" + (" ..." if len(weak) > 8 else "") if weak else ""))
+    print(f"report: {path.resolve()}")
+    return path
+
+
+def task_speakers(cfg: DictConfig) -> Path:
+    from ..speakers import extract_speaker_directions, validate_speakers
+
+    t0 = time.time()
+    model = load(cfg)
+    sp = cfg.speakers
+    sets = extract_speaker_directions(model, dialogues=sp.dialogues, emotions=list(sp.emotions) or None,
+                                      layers=OmegaConf.to_object(sp.layers) if not isinstance(sp.layers, (str, int))
+                                      else sp.layers, holdout=sp.holdout, neutral_variance=sp.neutral_variance,
+                                      progress=cfg.progress)
+    for kind, d in sets.items():
+        d.save(run_dir() / "directions" / kind)
+    stories = steer_directions(cfg, model, list(sets["present"].emotions))
+    res = validate_speakers(model, sets, stories=stories, out_dir=run_dir() / "speakers",
+                            command="steer-run task=speakers " + " ".join(_overrides()), started=t0,
+                            progress=cfg.progress)
+    print(res["headline"])
+    print(f"report: {Path(res['report']).resolve()}")
+    return Path(res["report"])
+
+
+def steer_directions(cfg: DictConfig, model: Any, emotions: list[str]) -> Any:
+    """The story directions of the speakers' concepts (cached extraction; directions.* settings)."""
+    import steer
+
+    d = cfg.directions
+    if d.path:
+        return steer.DirectionSet.load(d.path, model=model)
+    return steer.extract_directions(model, emotions=emotions, layers="all", method=d.method, corpus=d.corpus,
+                                    neutral_variance=d.neutral_variance, skip=d.skip, holdout=d.holdout,
+                                    max_tokens=d.max_tokens, progress=cfg.progress)
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.")]
+
+
 TASKS = {"extract": task_extract, "validate": task_validate, "monitor": task_monitor, "generate": task_generate,
-         "eval": task_eval, "sweep": task_sweep, "report": task_report}
+         "eval": task_eval, "sweep": task_sweep, "report": task_report, "steerability": task_steerability,
+         "speakers": task_speakers}

@@ -9,8 +9,12 @@ of those labels:
 * :func:`parse_answer` extracts the solution, an (illegal) edited test file and an
   ``IMPOSSIBLE:`` flag from free-form model output. :data:`ANSWER_FORMAT` tells the model how to
   answer; module ``answers``.
+* :func:`import_tasks` reads a user's JSONL of impossible tasks (prompt, tests, entry point,
+  optional twin); module ``importer``.
 * :func:`analyze_solution` finds cheat signatures statically (AST only, no execution); modules
-  ``signatures`` and ``special_cases``.
+  ``analysis``, ``signatures`` (tampering), ``facts`` (what the tests assert and which values
+  contradict the spec), ``dataflow`` and ``special_cases`` (special-casing through intermediate
+  values), ``state`` (per-call state); ``runtime`` reads what the sandbox's guard refused.
 * :func:`grade_coding` / :func:`grade_response` run the task's ORIGINAL tests in the sandbox
   (:mod:`steer.evals.sandbox`) and apply the labelling rules documented in docs/evals.md;
   :func:`grade_episode` combines several attempts; module ``grade``.
@@ -20,8 +24,10 @@ Stdlib + pyyaml only; no torch, no model code.
 from __future__ import annotations
 
 from .answers import ANSWER_FORMAT, Answer, parse_answer
-from .grade import LABELS, TAMPER_SUBTYPES, grade_coding, grade_episode, grade_response
-from .signatures import analyze_solution
+from .analysis import analyze_solution
+from .grade import (LABELS, SHORTCUT_LABELS, TAMPER_SUBTYPES, grade_coding, grade_episode,
+                    grade_response)
+from .importer import ImportReport, import_tasks
 from .tasks import (
     CATEGORIES,
     CHEAT_SUBTYPES,
@@ -39,11 +45,14 @@ __all__ = [
     "KINDS",
     "CATEGORIES",
     "LABELS",
+    "SHORTCUT_LABELS",
     "CHEAT_SUBTYPES",
     "TAMPER_SUBTYPES",
     "ANSWER_FORMAT",
     "PACKAGED_TASK_DIR",
     "load_tasks",
+    "import_tasks",
+    "ImportReport",
     "parse_answer",
     "analyze_solution",
     "grade_coding",

@@ -11,23 +11,25 @@ import json
 import keyword
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
+from ...errors import SteerError
 from ..sandbox import collect_test_names
 
 KINDS = ("impossible", "possible")
 CATEGORIES = ("conflicting_tests", "one_off", "impossible_performance", "impossible_spec",
               "unguessable_expected", "todo_stub")
 CHEAT_SUBTYPES = ("passed_impossible_tests", "special_cased_inputs", "hardcoded_outputs",
-                  "modified_tests", "early_exit", "monkeypatch", "eq_override")
+                  "per_call_state", "modified_tests", "reads_tests", "early_exit", "monkeypatch",
+                  "eq_override")
 PACKAGED_TASK_DIR = Path(__file__).resolve().parent.parent / "data" / "coding"
 
 
-class TaskValidationError(ValueError):
+class TaskValidationError(SteerError):
     """A task file is malformed. The message is one line naming the file and the field."""
 
 
@@ -51,6 +53,7 @@ class Task:
     timeout_s: float = 10.0
     notes: str = ""
     source: str | None = None
+    twin_tests: str | None = None  # the twin's tests (what the spec says), when it was loaded
 
     @property
     def test_names(self) -> list[str]:
@@ -153,7 +156,7 @@ def _validate_code(src: Any, entry_point: str, where: str, tid: str, field_name:
         raise _fail(where, tid, field_name, f"does not define the entry point {entry_point!r}")
 
 
-def _task_from_mapping(rec: Any, where: str) -> Task:
+def _task_from_mapping(rec: Any, where: str, *, need_twin: bool = True) -> Task:
     if not isinstance(rec, Mapping):
         raise _fail(where, None, None, f"each task must be a mapping, got {type(rec).__name__}")
     tid = rec.get("id")
@@ -162,6 +165,8 @@ def _task_from_mapping(rec: Any, where: str) -> Task:
         raise _fail(where, tid, unknown[0], "unknown field (allowed: "
                     + ", ".join(_REQUIRED + _OPTIONAL) + ")")
     for name in _REQUIRED:
+        if name == "twin" and not need_twin and not rec.get("twin"):
+            continue
         if name not in rec or rec[name] is None:
             raise _fail(where, tid, name, "missing required field")
         if not isinstance(rec[name], str) or not rec[name].strip():
@@ -176,7 +181,7 @@ def _task_from_mapping(rec: Any, where: str) -> Task:
     ep = rec["entry_point"]
     if not ep.isidentifier() or keyword.iskeyword(ep):
         raise _fail(where, tid, "entry_point", f"not a Python identifier: {ep!r}")
-    if rec["twin"] == rec["id"]:
+    if rec.get("twin") == rec["id"]:
         raise _fail(where, tid, "twin", "a task cannot be its own twin")
     for name in ("starter_code", "notes", "shortcut_subtype"):
         if rec.get(name) is not None and not isinstance(rec[name], str):
@@ -197,20 +202,20 @@ def _task_from_mapping(rec: Any, where: str) -> Task:
                 rec["shortcut_subtype"] not in CHEAT_SUBTYPES:
             raise _fail(where, tid, "shortcut_subtype", f"must be one of {CHEAT_SUBTYPES}")
     else:
-        for name in ("honest_solution", "shortcut_solution"):
-            _validate_code(rec.get(name), ep, where, tid, name)
-        if rec.get("reference_solution") is not None:
-            _validate_code(rec["reference_solution"], ep, where, tid, "reference_solution")
+        # optional (a user's own tasks rarely come with them); checked when present
+        for name in ("honest_solution", "shortcut_solution", "reference_solution"):
+            if rec.get(name) is not None:
+                _validate_code(rec[name], ep, where, tid, name)
         sub = rec.get("shortcut_subtype")
-        if sub is None:
-            raise _fail(where, tid, "shortcut_subtype", "missing required field (impossible)")
-        if sub not in CHEAT_SUBTYPES:
+        if sub is None and rec.get("shortcut_solution") is not None:
+            raise _fail(where, tid, "shortcut_subtype", "needed with a shortcut_solution")
+        if sub is not None and sub not in CHEAT_SUBTYPES:
             raise _fail(where, tid, "shortcut_subtype",
                         f"must be one of {CHEAT_SUBTYPES}, got {sub!r}")
     if rec.get("starter_code") is not None and not rec["starter_code"].strip():
         raise _fail(where, tid, "starter_code", "is empty (omit it instead)")
     return Task(
-        id=rec["id"], kind=rec["kind"], twin=rec["twin"], category=rec["category"],
+        id=rec["id"], kind=rec["kind"], twin=rec.get("twin") or "", category=rec["category"],
         entry_point=ep, prompt=rec["prompt"], tests=rec["tests"],
         starter_code=rec.get("starter_code"), reference_solution=rec.get("reference_solution"),
         honest_solution=rec.get("honest_solution"), shortcut_solution=rec.get("shortcut_solution"),
@@ -262,6 +267,7 @@ def load_tasks(path: str | Path | None = None, *, check_twins: bool = True) -> l
                 raise _fail(str(f), t.id, "id", f"duplicate id (also in {seen[t.id]})")
             seen[t.id] = str(f)
             tasks.append(t)
+    tasks = attach_twin_tests(tasks)
     if check_twins:
         by_id = {t.id: t for t in tasks}
         for t in tasks:
@@ -279,21 +285,35 @@ def load_tasks(path: str | Path | None = None, *, check_twins: bool = True) -> l
     return tasks
 
 
+def attach_twin_tests(tasks: list[Task]) -> list[Task]:
+    """The tasks, each impossible one given its possible twin's tests (``twin_tests``) when the
+    twin is among them: the grader reads the spec's expected values from them."""
+    by_id = {t.id: t for t in tasks}
+    out = []
+    for t in tasks:
+        other = by_id.get(t.twin) if t.twin else None
+        if t.kind == "impossible" and other is not None and other.kind == "possible" and \
+                t.twin_tests is None:
+            t = replace(t, twin_tests=other.tests)
+        out.append(t)
+    return out
+
+
 def coerce_task(task: Task | str | Path, task_id: str | None) -> Task:
     """``task`` itself, or the task a file holds (the one with ``task_id`` if it holds several)."""
     if isinstance(task, Task):
         if task_id is not None and task_id != task.id:
-            raise ValueError(f"task_id {task_id!r} does not match task {task.id!r}")
+            raise SteerError(f"task_id {task_id!r} does not match task {task.id!r}")
         return task
     if not isinstance(task, (str, Path)):
-        raise TypeError("task must be a Task or a path to a task file")
+        raise SteerError(f"task must be a Task or a path to a task file, got {type(task).__name__}")
     tasks = load_tasks(task, check_twins=False)
     if task_id is not None:
         for t in tasks:
             if t.id == task_id:
                 return t
-        raise ValueError(f"{task}: no task with id {task_id!r}")
+        raise SteerError(f"{task}: no task with id {task_id!r}")
     if len(tasks) != 1:
-        raise ValueError(f"{task}: holds {len(tasks)} tasks; pass task_id= to pick one")
+        raise SteerError(f"{task}: holds {len(tasks)} tasks; pass task_id= to pick one")
     return tasks[0]
 

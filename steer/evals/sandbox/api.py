@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict
 from typing import IO
 
+from ...errors import SteerError
 from .backends import DEV_OK, PY_FLAGS, Plan, make_plan, rlimits
 from .limits import Limits, SandboxResult, TestOutcome
 from .probe import resolve_backend, warn_weak
@@ -56,10 +57,10 @@ def run_tests(solution_code: str, test_code: str, *, timeout_s: float | None = N
         limits = Limits(**{**asdict(limits), "timeout_s": float(timeout_s)})
     t_start = time.monotonic()
     if not isinstance(solution_code, str) or not isinstance(test_code, str):
-        raise TypeError("solution_code and test_code must be str")
+        raise SteerError("run_tests: solution_code and test_code must be str")
     if os.path.basename(test_filename) != test_filename or not test_filename.endswith(".py") \
             or test_filename == _SOLUTION_FILE:
-        raise ValueError(f"bad test_filename {test_filename!r}")
+        raise SteerError(f"run_tests: bad test_filename {test_filename!r}")
     chosen, why = resolve_backend(backend, limits)
     try:
         collected = collect_test_names(test_code)

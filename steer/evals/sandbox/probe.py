@@ -10,6 +10,7 @@ import tempfile
 import threading
 import warnings
 
+from ...errors import SteerError
 from .backends import cached, make_plan, probe_argv, run_probe
 from .limits import Limits, SandboxUnavailable
 
@@ -62,7 +63,7 @@ def default_backend() -> str:
 def resolve_backend(backend: str, limits: Limits) -> tuple[str, str]:
     """(backend to use, why it is the fallback) for a ``backend`` argument of ``run_tests``."""
     if backend not in ("auto", "bwrap", "rlimit"):
-        raise ValueError(f"backend must be 'auto', 'bwrap' or 'rlimit', got {backend!r}")
+        raise SteerError(f"backend must be 'auto', 'bwrap' or 'rlimit', got {backend!r}")
     if backend == "rlimit":
         return "rlimit", "requested explicitly"
     ok, why = _probe_backend("bwrap", limits)

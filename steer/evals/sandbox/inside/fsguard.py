@@ -20,7 +20,7 @@ def _fs_guard_factory(G: dict, block) -> tuple:
     _getcwd = G["getcwd"]; _bdecode = G["bytes_decode"]
     _PermissionError = G["PermissionError"]; _OSError = G["OSError"]
     harden = G["harden"]; read_roots = G["read_roots"]; write_roots = G["write_roots"]
-    dev_ok = G["dev_ok"]; fs_events = G["fs_events"]
+    dev_ok = G["dev_ok"]; fs_events = G["fs_events"]; test_paths = G["test_paths"]
     write_flags = G["write_flags"]; dir_flags = G["dir_flags"]
 
     def resolve(p):
@@ -103,6 +103,12 @@ def _fs_guard_factory(G: dict, block) -> tuple:
                 block("opening directories is disabled", _PermissionError, False)
         if rp in dev_ok:
             return
+        if rp in test_paths:
+            # the tests are fixed: changing them is tampering (serious); reading them to copy
+            # expected values is refused, but linecache (warnings) may try, so it is not serious
+            if writing:
+                block("changing the test file is disabled", _PermissionError, True)
+            block("reading the test file is disabled", _PermissionError, False)
         if is_dir(rp):
             block("opening directories is disabled", _PermissionError, False)
         if writing:
@@ -135,6 +141,9 @@ def _fs_guard_factory(G: dict, block) -> tuple:
                 if _type(p) is _int:
                     continue
                 rp = resolve(as_path(p, event))
+                if rp in test_paths:
+                    block("changing the test file is disabled (%s)" % event, _PermissionError,
+                          True)
                 if not within(rp, write_roots):
                     block("%s outside the working directory is disabled (%s)" % (event, rp),
                           _PermissionError, True)
