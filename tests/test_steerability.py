@@ -10,7 +10,7 @@ import torch
 
 from steer import DirectionSet, SteerError
 from steer.steerability import (fluency_break, emotion_tokens, log_odds, mean_pairwise_cosine, steerability,
-                                warnings_for, word_tokens, wrong_way_fraction, NEUTRAL_WORDS)
+                                warnings_for, word_tokens, wrong_way_fraction, EPISODES, NEUTRAL_WORDS)
 from steer.steerability_report import write_steerability_report
 
 
@@ -64,21 +64,21 @@ def random_set(model):
 
 def test_read_at_the_steered_layer_the_projection_moves_by_exactly_the_strength(model, random_set):
     res = steerability(model, random_set, emotions=["calm"], layers=[10], strengths=[0.2], read_layer=10,
-                       progress=False)
+                       pairs=EPISODES[:4], progress=False)
     (e,) = res["entries"]
-    assert len(e["delta_projection"]) == res["n_prompts"] == 8
-    assert e["delta_projection"] == pytest.approx([0.2] * 8, abs=1e-4)
+    assert len(e["delta_projection"]) == res["n_prompts"] == 4
+    assert e["delta_projection"] == pytest.approx([0.2] * 4, abs=1e-4)
     assert e["wrong_way_projection"] == 0.0
     assert e["diff_cosine"] == pytest.approx(1.0, abs=1e-5)         # every difference is s * u
 
 
 def test_a_small_real_run_and_its_report(model, random_set, tmp_path):
-    res = steerability(model, random_set, layers=[6, [8, 12]], strengths=[0.1, 0.6], progress=False)
-    assert [(e["emotion"], e["layers"]) for e in res["entries"]] == [
-        ("calm", [6]), ("calm", [8, 12]), ("desperate", [6]), ("desperate", [8, 12])]
+    res = steerability(model, random_set, layers=[[8, 12]], strengths=[0.1, 0.6], pairs=EPISODES[:4],
+                       progress=False)
+    assert [(e["emotion"], e["layers"]) for e in res["entries"]] == [("calm", [8, 12]), ("desperate", [8, 12])]
     for e in res["entries"]:
         assert e["read_layer"] == model.n_layers - 1 and e["strength"] == 0.1
-        assert len(e["delta_logodds"]) == 8 and e["n_emotion_tokens"] > 0
+        assert len(e["delta_logodds"]) == 4 and e["n_emotion_tokens"] > 0
         assert e["wrong_way_logodds"] == wrong_way_fraction(torch.tensor(e["delta_logodds"]))
         assert [b["strength"] for b in e["by_strength"]] == [0.1, 0.6]
         assert all(b["ppl_ratio"] > 0 for b in e["by_strength"])

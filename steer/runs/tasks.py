@@ -307,7 +307,7 @@ def task_validate(cfg: DictConfig) -> Path:
     res = steer.validate_directions(ds, model, out_dir=run_dir() / "validation", progress=cfg.progress)
     ds.meta["recommended_layer"] = int(res["recommended_layer"])     # travels with the saved set
     saved = ds.save(run_dir() / "directions")
-    print(f"recommended layer {res['recommended_layer']} (set model.layer in conf/model/{cfg.model.name}.yaml), "
+    print(f"recommended layer {res['recommended_layer']} (set it as model.layer in the model config), "
           f"PC1~valence r={res['pc1_valence_r']:.2f}, PC2~arousal r={res['pc2_arousal_r']:.2f}")
     print(f"directions: {saved.resolve()}")
     print(f"report: {Path(res['report']).resolve()}")
@@ -430,7 +430,7 @@ def task_steerability(cfg: DictConfig) -> Path:
                        main_strength=st.main_strength, read_layer=st.read_layer, progress=cfg.progress)
     weak = [f"{e['emotion']}@L{e['layers']}" for e in res["entries"] if e["weak"]]
     path = write_steerability_report(res, run_dir() / "steerability", seconds=time.time() - t0,
-                                     command="steer-run task=steerability " + " ".join(_overrides()))
+                                     command="steer-run " + " ".join(_overrides()))
     print(f"{len(weak)} of {len(res['entries'])} (direction, layer) pairs weakly steerable"
           + (f": {', '.join(weak[:8])}" + (" ..." if len(weak) > 8 else "") if weak else ""))
     print(f"report: {path.resolve()}")
@@ -451,7 +451,7 @@ def task_speakers(cfg: DictConfig) -> Path:
         d.save(run_dir() / "directions" / kind)
     stories = steer_directions(cfg, model, list(sets["present"].emotions))
     res = validate_speakers(model, sets, stories=stories, out_dir=run_dir() / "speakers",
-                            command="steer-run task=speakers " + " ".join(_overrides()), started=t0,
+                            command="steer-run " + " ".join(_overrides()), started=t0,
                             progress=cfg.progress)
     print(res["headline"])
     print(f"report: {Path(res['report']).resolve()}")
@@ -473,7 +473,7 @@ def steer_directions(cfg: DictConfig, model: Any, emotions: list[str]) -> Any:
 def _overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.")]
+    return list(HydraConfig.get().overrides.task)
 
 
 TASKS = {"extract": task_extract, "validate": task_validate, "monitor": task_monitor, "generate": task_generate,
